@@ -1,0 +1,27 @@
+# Quickstart targets: `make run` (main job on real data) and `make test` (the test suite).
+# Each creates or reuses the virtual environment in $(VENV) and installs the project into it.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+FMNIST_DIR := /usr/share/datasets/fashion-mnist
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install data run test
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+# Real Fashion-MNIST from Debian's package (SPEC 5): the one paper dataset available offline.
+data:
+	@if [ -d $(FMNIST_DIR) ]; then echo "Fashion-MNIST found in $(FMNIST_DIR)"; \
+	elif command -v apt-get >/dev/null; then \
+	  $(SUDO) apt-get install -y -q dataset-fashion-mnist || \
+	  { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q dataset-fashion-mnist; }; \
+	else echo "apt-get not available: Fashion-MNIST will come from --data_dir or TFDS"; fi
+
+test: install data
+	$(PY) -m pytest -q

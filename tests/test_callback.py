@@ -1,0 +1,283 @@
+import glob
+import os
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from rwc_keras import RWCCallback
+from rwc_keras.callback import CSV_COLUMNS
+
+from .test_metric import reference
+
+
+class WeightRecorder(keras.callbacks.Callback):
+    """Keeps float64 copies of the kernels at train begin and after every batch, by step."""
+
+    def __init__(self):
+        super().__init__()
+        self.by_step = {}
+
+    def _capture(self):
+        step = int(self.model.optimizer.iterations.numpy())
+        prefix = self.model.name + "/"
+        self.by_step[step] = {
+            v.path.removeprefix(prefix): np.array(v.numpy(), np.float64)
+            for v in self.model.trainable_variables
+        }
+
+    def on_train_begin(self, logs=None):
+        self._capture()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._capture()
+
+
+def sequential():
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 2)),
+            keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(5, name="dense"),
+        ]
+    )
+
+
+def functional():
+    inputs = keras.Input((8, 8, 2))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(5, name="dense")(x))
+
+
+class Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.conv = keras.layers.Conv2D(4, 3, activation="relu", name="conv")
+        self.flat = keras.layers.Flatten()
+        self.dense = keras.layers.Dense(5, name="dense")
+
+    def call(self, x):
+        return self.dense(self.flat(self.conv(x)))
+
+
+def subclassed():
+    model = Subclassed()
+    model(np.zeros((1, 8, 8, 2), np.float32))
+    return model
+
+
+def data(n=64):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 8, 8, 2)).astype(np.float32)
+    y = rng.integers(0, 5, size=(n,))
+    return x, y
+
+
+def train(build, tmp_path, update_freq, strategy=None, epochs=3):
+    keras.utils.set_random_seed(0)
+    scope = strategy.scope() if strategy else tf.name_scope("")
+    with scope:
+        model = build()
+        model.compile(
+            keras.optimizers.SGD(0.1, momentum=0.9),
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+    rwc = RWCCallback(log_dir=str(tmp_path / "run"), update_freq=update_freq, verbose=0)
+    recorder = WeightRecorder()
+    x, y = data()
+    model.fit(x, y, batch_size=16, epochs=epochs, verbose=0, callbacks=[recorder, rwc])
+    return model, rwc, recorder
+
+
+def expected_rows(recorder, points):
+    """(step, layer) -> reference values between consecutive measurement points."""
+    want = {}
+    for prev_step, step in zip(points, points[1:]):
+        for layer, curr in recorder.by_step[step].items():
+            if curr.ndim > 1:
+                want[(step, layer)] = reference(recorder.by_step[prev_step][layer], curr)
+    return want
+
+
+def check_against_recorder(rwc_cb, recorder, points):
+    frame = pd.read_csv(os.path.join(rwc_cb.log_dir, "rwc.csv"), keep_default_na=False)
+    assert list(frame.columns[:6]) == ["epoch", "step", "layer", "group", "rwc", "rwc_norm"]
+    want = expected_rows(recorder, points)
+    assert len(frame) == len(want)
+    for row in frame.itertuples():
+        ref_rwc, ref_norm, ref_zeros = want[(row.step, row.layer)]
+        assert row.rwc == pytest.approx(ref_rwc, rel=1e-5)
+        assert row.rwc_norm == pytest.approx(ref_norm, rel=1e-5)
+        assert row.zeros == ref_zeros
+    assert frame["group"].eq("").all()
+    in_memory = rwc_cb.to_dataframe()
+    assert list(in_memory.columns) == list(CSV_COLUMNS)
+    assert len(in_memory) == len(frame)
+    np.testing.assert_array_equal(in_memory["rwc"].to_numpy(), frame["rwc"].to_numpy())
+    return frame
+
+
+@pytest.mark.parametrize("build", [sequential, functional, subclassed])
+def test_every_epoch_matches_float64_recomputation(build, tmp_path):
+    _, rwc_cb, recorder = train(build, tmp_path, "epoch")
+    steps_per_epoch = 64 // 16
+    points = [0, steps_per_epoch, 2 * steps_per_epoch, 3 * steps_per_epoch]
+    frame = check_against_recorder(rwc_cb, recorder, points)
+    assert sorted(frame["epoch"].unique()) == [1, 2, 3]
+    assert frame.groupby("epoch")["step"].first().tolist() == points[1:]
+    assert len(frame["layer"].unique()) == 2  # the conv and dense kernels
+
+
+@pytest.mark.parametrize("build", [sequential, functional, subclassed])
+def test_every_n_steps_matches_float64_recomputation(build, tmp_path):
+    _, rwc_cb, recorder = train(build, tmp_path, 3)
+    points = list(range(0, 13, 3))
+    frame = check_against_recorder(rwc_cb, recorder, points)
+    # step 3 in epoch 1, 6 and 8 in epoch 2, 9 and 12 in epoch 3 (4 steps per epoch)
+    assert frame.groupby("step")["epoch"].first().to_dict() == {3: 1, 6: 2, 9: 3, 12: 3}
+
+
+@pytest.mark.parametrize("update_freq", ["epoch", 2])
+def test_under_mirrored_strategy_on_two_devices(update_freq, tmp_path):
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert strategy.num_replicas_in_sync == 2
+    _, rwc_cb, recorder = train(functional, tmp_path, update_freq, strategy=strategy)
+    points = [0, 4, 8, 12] if update_freq == "epoch" else list(range(0, 13, 2))
+    check_against_recorder(rwc_cb, recorder, points)
+
+
+def test_selection_by_names_regex_predicate_and_1d(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = functional()
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = data(16)
+    layers = {}
+    for name, kwargs in {
+        "default": {},
+        "all": {"include_1d": True},
+        "names": {"include": ["dense/kernel"]},
+        "regex": {"include": r"^conv", "include_1d": True},
+        "predicate": {"include": lambda v: v.shape[-1] == 5, "include_1d": True},
+    }.items():
+        cb = RWCCallback(log_dir=str(tmp_path / name), verbose=0, **kwargs)
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[cb])
+        layers[name] = sorted(cb.to_dataframe()["layer"])
+    assert layers["default"] == ["conv/kernel", "dense/kernel"]
+    assert layers["all"] == sorted(
+        ["conv/kernel", "conv/bias", "bn/gamma",
+         "bn/beta", "dense/kernel", "dense/bias"]
+    )
+    assert layers["names"] == ["dense/kernel"]
+    assert layers["regex"] == ["conv/bias", "conv/kernel"]
+    assert layers["predicate"] == ["dense/bias", "dense/kernel"]
+
+
+def test_unknown_names_and_bad_update_freq_are_clear_errors(tmp_path):
+    model = functional()
+    model.compile("sgd", "mse")
+    with pytest.raises(ValueError, match="nope/kernel"):
+        model.fit(*data(16), epochs=1, verbose=0,
+                  callbacks=[RWCCallback(log_dir=str(tmp_path), include=["nope/kernel"])])
+    for bad in (0, -3, "step", 2.5, True):
+        with pytest.raises(ValueError, match="update_freq"):
+            RWCCallback(update_freq=bad)
+
+
+def test_groups_from_model_attribute_and_argument(tmp_path):
+    model = functional()
+    model.rwc_groups = {"conv/kernel": "early", "dense/kernel": "head"}
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = data(16)
+    declared = RWCCallback(log_dir=str(tmp_path / "a"), verbose=0)
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[declared])
+    assert dict(zip(*declared.to_dataframe()[["layer", "group"]].T.values)) == {
+        "conv/kernel": "early", "dense/kernel": "head"}
+    override = RWCCallback(log_dir=str(tmp_path / "b"), verbose=0,
+                           groups=lambda layer: layer.split("/")[0].upper())
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[override])
+    assert sorted(override.to_dataframe()["group"]) == ["CONV", "DENSE"]
+
+
+def read_scalars(log_dir):
+    scalars = {}
+    for path in glob.glob(os.path.join(log_dir, "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, {})[event.step] = float(
+                    tf.make_ndarray(value.tensor))
+    return scalars
+
+
+def test_tensorboard_events_hold_tags_and_steps(tmp_path):
+    model = functional()
+    model.rwc_groups = {"conv/kernel": "early"}
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = data(32)
+    per_epoch = RWCCallback(log_dir=str(tmp_path / "epoch"), verbose=0)
+    model.fit(x, y, batch_size=16, epochs=3, verbose=0, callbacks=[per_epoch])
+    scalars = read_scalars(per_epoch.log_dir)
+    assert set(scalars) == {
+        "rwc/early/conv/kernel", "rwc_norm/early/conv/kernel",
+        "rwc/dense/kernel", "rwc_norm/dense/kernel",
+        "rwc_mean/early", "rwc_norm_mean/early",
+    }
+    assert all(sorted(steps) == [1, 2, 3] for steps in scalars.values())
+    frame = per_epoch.to_dataframe()
+    dense = frame[frame.layer == "dense/kernel"].set_index("epoch")["rwc"]
+    for epoch, value in scalars["rwc/dense/kernel"].items():
+        assert value == pytest.approx(dense[epoch], rel=1e-6)
+    assert scalars["rwc_mean/early"] == scalars["rwc/early/conv/kernel"]
+
+    per_step = RWCCallback(log_dir=str(tmp_path / "step"), update_freq=2, verbose=0)
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[per_step])
+    steps = sorted(read_scalars(per_step.log_dir)["rwc/dense/kernel"])
+    assert steps == [8, 10]  # the optimizer had made 6 steps in the earlier fit
+
+
+def test_default_log_dirs_are_separate_and_never_reused(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    model = functional()
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = data(16)
+    first, second = RWCCallback(), RWCCallback()
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[first])
+    first_csv = open(os.path.join(first.log_dir, "rwc.csv")).read()
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[second])
+    assert first.log_dir != second.log_dir
+    assert os.path.dirname(first.log_dir) == "runs"
+    assert open(os.path.join(first.log_dir, "rwc.csv")).read() == first_csv
+    assert len(pd.read_csv(os.path.join(second.log_dir, "rwc.csv"))) == 4
+    printed = capsys.readouterr().out
+    assert printed.count("RWCCallback: writing") == 2 and second.log_dir in printed
+
+
+def test_existing_csv_is_not_overwritten_unless_append(tmp_path):
+    model = functional()
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = data(16)
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[RWCCallback(str(tmp_path), verbose=0)])
+    before = (tmp_path / "rwc.csv").read_text()
+    with pytest.raises(FileExistsError, match="append=True"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[RWCCallback(str(tmp_path), verbose=0)])
+    assert (tmp_path / "rwc.csv").read_text() == before
+    model.fit(x, y, epochs=1, verbose=0,
+              callbacks=[RWCCallback(str(tmp_path), append=True, verbose=0)])
+    frame = pd.read_csv(tmp_path / "rwc.csv")
+    assert len(frame) == 4 and list(frame.columns) == list(CSV_COLUMNS)
+
+
+def test_all_zero_kernel_gives_nan_rows_not_a_crash(tmp_path):
+    model = sequential()
+    model.layers[-1].kernel.assign(np.zeros(model.layers[-1].kernel.shape))
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    cb = RWCCallback(str(tmp_path), verbose=0)
+    model.fit(*data(16), epochs=2, verbose=0, callbacks=[cb])
+    frame = cb.to_dataframe().set_index(["epoch", "layer"])
+    assert np.isnan(frame.loc[(1, "dense/kernel"), "rwc"])
+    assert np.isnan(frame.loc[(1, "dense/kernel"), "rwc_norm"])
+    assert np.isfinite(frame.loc[(2, "dense/kernel"), "rwc"])
