@@ -1,0 +1,469 @@
+"""Training and test data: CIFAR-10, CIFAR-100, MNIST and Fashion-MNIST at 32x32.
+
+Where the data comes from (first source that has it wins):
+
+1. the original raw files in ``data_dir`` (or ``data_dir/<name>/``): the four MNIST-style
+   IDX files (gzipped or not), CIFAR-10's ``cifar-10-batches-py`` or CIFAR-100's
+   ``cifar-100-python`` pickles;
+2. Fashion-MNIST only: Debian's ``/usr/share/datasets/fashion-mnist/``
+   (``apt-get install dataset-fashion-mnist``);
+3. TensorFlow Datasets: data already prepared in its data dir, or a download, tried only
+   when the download host answers. An offline ``tfds.load`` retries for minutes before it
+   gives up; here a missing dataset fails in seconds with one ``DataUnavailableError``
+   that lists every source tried.
+
+Preprocessing (the paper's protocol): every image is resized to 32x32 (MNIST-style
+28x28 images bilinearly, one channel kept), scaled to [0, 1] and normalised with the
+dataset's mean and std. Training batches are augmented: CIFAR with a random 32x32 crop of
+the image zero-padded by 4 pixels plus a random horizontal flip, MNIST and Fashion-MNIST
+with the flip only (the authors' code flips them too).
+
+Resumable by construction: the batches of training epoch ``e`` are a pure function of
+``(seed, e)``. The example order is a permutation seeded with ``(seed, e)`` and the
+augmentation uses stateless random ops seeded with ``(seed, e, batch index)``, so a run
+resumed at epoch ``e`` sees exactly the data an uninterrupted run would.
+"""
+
+import dataclasses
+import gzip
+import logging
+import os
+import pickle
+import socket
+import struct
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What the model and the preprocessing need to know about one dataset.
+
+    Args:
+        name: the dataset's name, as TFDS spells it.
+        num_classes: number of labels.
+        channels: image channels (3 for CIFAR, 1 for MNIST-style data).
+        mean: per-channel mean of the training images scaled to [0, 1].
+        std: per-channel standard deviation of the same.
+    """
+
+    name: str
+    num_classes: int
+    channels: int
+    mean: tuple
+    std: tuple
+
+
+DATASETS = {
+    "cifar10": DatasetInfo("cifar10", 10, 3, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": DatasetInfo("cifar100", 100, 3, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "mnist": DatasetInfo("mnist", 10, 1, (0.1307,), (0.3081,)),
+    "fashion_mnist": DatasetInfo("fashion_mnist", 10, 1, (0.2860,), (0.3530,)),
+}
+
+IMAGE_SIZE = 32
+CROP_PADDING = 4
+
+DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+
+# The host each dataset's TFDS builder downloads from (see its URL in tensorflow_datasets).
+DOWNLOAD_HOSTS = {
+    "cifar10": ("www.cs.toronto.edu", 443),
+    "cifar100": ("www.cs.toronto.edu", 443),
+    "mnist": ("storage.googleapis.com", 443),
+    "fashion_mnist": ("fashion-mnist.s3-website.eu-central-1.amazonaws.com", 80),
+}
+
+_IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_CIFAR10_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+_IDX_UBYTE = 0x08
+
+
+class DataUnavailableError(Exception):
+    """No source could provide the dataset; the message lists what was tried and how to fix it."""
+
+
+# ---------------------------------------------------------------------------------------
+# Raw file readers
+
+
+def read_idx(path):
+    """Reads one IDX file (the MNIST format), gzipped or not.
+
+    Args:
+        path: the file.
+
+    Returns:
+        A uint8 array with the shape the file's header gives.
+
+    Raises:
+        ValueError: the file is not an unsigned-byte IDX file or is truncated; the message
+            names the file.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:2] == b"\x1f\x8b":  # gzip magic: Debian ships the files compressed
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as e:
+            raise ValueError(f"{path}: corrupt gzip data ({e})") from e
+    if len(data) < 4 or data[:2] != b"\x00\x00":
+        raise ValueError(f"{path}: not an IDX file (bad magic number {data[:4].hex() or 'empty'})")
+    dtype_code, ndim = data[2], data[3]
+    if dtype_code != _IDX_UBYTE:
+        raise ValueError(
+            f"{path}: IDX data type 0x{dtype_code:02x} is not supported (only 0x08, unsigned byte)"
+        )
+    header_size = 4 + 4 * ndim
+    if len(data) < header_size:
+        raise ValueError(f"{path}: truncated IDX header ({len(data)} bytes, need {header_size})")
+    shape = struct.unpack(f">{ndim}I", data[4:header_size])
+    expected = header_size + int(np.prod(shape))
+    if len(data) != expected:
+        raise ValueError(
+            f"{path}: size mismatch, the header says shape {shape} ({expected} bytes) "
+            f"but the file has {len(data)} bytes (truncated or corrupt)"
+        )
+    return np.frombuffer(data, np.uint8, offset=header_size).reshape(shape)
+
+
+def _read_idx_split(images_path, labels_path):
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise ValueError(
+            f"{images_path} (shape {images.shape}) and {labels_path} (shape {labels.shape}) "
+            "are not a matching pair of N images and N labels"
+        )
+    return images[..., np.newaxis], labels.astype(np.int64)
+
+
+def _read_cifar_pickle(path, label_key):
+    """Reads one python-version CIFAR file: a pickled dict of flat CHW rows and labels."""
+    try:
+        with open(path, "rb") as f:
+            # The files were pickled by Python 2; encoding="bytes" keeps their str keys as
+            # bytes. Unpickling can run code: data_dir must hold files you trust.
+            batch = pickle.load(f, encoding="bytes")
+        rows = np.asarray(batch[b"data"], np.uint8)
+        labels = np.asarray(batch[label_key], np.int64)
+        images = rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    except Exception as e:  # any unpickling or layout error means the same thing to the user
+        raise ValueError(
+            f"{path}: not a readable CIFAR python batch ({type(e).__name__}: {e})"
+        ) from e
+    if len(images) != len(labels):
+        raise ValueError(f"{path}: {len(images)} images but {len(labels)} labels")
+    return np.ascontiguousarray(images), labels
+
+
+def _concat(parts):
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _existing(folder, names, gzipped_too=False):
+    """Paths of ``names`` in ``folder``, or None if any is missing.
+
+    Args:
+        folder: where to look.
+        names: the file names.
+        gzipped_too: also accept each file as ``name.gz``.
+    """
+    paths = []
+    for name in names:
+        for candidate in (name, name + ".gz") if gzipped_too else (name,):
+            path = os.path.join(folder, candidate)
+            if os.path.isfile(path):
+                paths.append(path)
+                break
+        else:
+            return None
+    return paths
+
+
+def _read_raw_folder(name, folder):
+    """The dataset's train and test arrays from raw files in ``folder``, or None if absent."""
+    if name in ("mnist", "fashion_mnist"):
+        paths = _existing(folder, _IDX_FILES["train"] + _IDX_FILES["test"], gzipped_too=True)
+        if paths is None:
+            return None
+        return _read_idx_split(*paths[:2]), _read_idx_split(*paths[2:])
+    if name == "cifar10":
+        for sub in ("cifar-10-batches-py", ""):
+            paths = _existing(os.path.join(folder, sub), _CIFAR10_TRAIN_FILES + ("test_batch",))
+            if paths is not None:
+                train = _concat([_read_cifar_pickle(p, b"labels") for p in paths[:5]])
+                return train, _read_cifar_pickle(paths[5], b"labels")
+    if name == "cifar100":
+        for sub in ("cifar-100-python", ""):
+            paths = _existing(os.path.join(folder, sub), ("train", "test"))
+            if paths is not None:
+                return tuple(_read_cifar_pickle(p, b"fine_labels") for p in paths)
+    return None
+
+
+def _expected_files(name):
+    if name in ("mnist", "fashion_mnist"):
+        return ", ".join(f + "[.gz]" for f in _IDX_FILES["train"] + _IDX_FILES["test"])
+    if name == "cifar10":
+        return "cifar-10-batches-py/data_batch_1..5 and test_batch"
+    return "cifar-100-python/train and test"
+
+
+# ---------------------------------------------------------------------------------------
+# TFDS
+
+
+def host_reachable(host, port, timeout=3.0):
+    """Whether a TCP connection to ``host:port`` opens within ``timeout`` seconds."""
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _tfds_split(name, split, data_dir, download):
+    ds = tfds.load(name, split=split, data_dir=data_dir, as_supervised=True, download=download)
+    # Batches of 10,000 instead of TFDS's batch_size=-1: under tfds.testing.mock_data the
+    # latter asks for a batch of sys.maxsize examples, which aborts the process.
+    parts = list(tfds.as_numpy(ds.batch(10_000)))
+    return _concat(parts)
+
+
+def _load_tfds(name, data_dir, download):
+    train = _tfds_split(name, "train", data_dir, download)
+    return train, _tfds_split(name, "test", data_dir, download)
+
+
+# ---------------------------------------------------------------------------------------
+# Source selection
+
+
+def _load_with_source(name, data_dir):
+    """Returns ``(arrays, source)``: the data as ``load_arrays`` gives it and where it came from."""
+    if name not in DATASETS:
+        raise ValueError(f"Unknown dataset {name!r}; valid names: {', '.join(sorted(DATASETS))}")
+    tried = []
+
+    if data_dir is not None:
+        # A data_dir given but unusable is a mistake to report, not a reason to fall back
+        # silently to another copy of the data.
+        if not os.path.isdir(data_dir) or not os.listdir(data_dir):
+            state = "does not exist" if not os.path.isdir(data_dir) else "is empty"
+            raise DataUnavailableError(
+                f"--data_dir {data_dir} {state}: it should hold the {name!r} files "
+                f"({_expected_files(name)}) or a TFDS data dir; leave it out to use the "
+                "default sources")
+        folders = [data_dir, os.path.join(data_dir, name)]
+        for folder in folders:
+            if os.path.isdir(folder):
+                arrays = _read_raw_folder(name, folder)
+                if arrays is not None:
+                    return arrays, f"raw files in {folder}"
+        tried.append(
+            f"raw files in {' and '.join(folders)}: not found "
+            f"(expected {_expected_files(name)})"
+        )
+
+    if name == "fashion_mnist":
+        arrays = None
+        if os.path.isdir(DEBIAN_FASHION_MNIST_DIR):
+            arrays = _read_raw_folder(name, DEBIAN_FASHION_MNIST_DIR)
+        if arrays is not None:
+            return arrays, f"Debian's {DEBIAN_FASHION_MNIST_DIR}"
+        tried.append(f"Debian's {DEBIAN_FASHION_MNIST_DIR}: not installed")
+
+    tfds_dir = data_dir or tfds.core.constants.DATA_DIR
+    try:
+        return _load_tfds(name, data_dir, download=False), f"TFDS data prepared in {tfds_dir}"
+    except AssertionError:  # TFDS's way of saying "not prepared in this data dir"
+        pass
+    host, port = DOWNLOAD_HOSTS[name]
+    if not host_reachable(host, port):
+        tried.append(
+            f"TFDS: not prepared in {tfds_dir}, and no download because {host}:{port} "
+            "is unreachable"
+        )
+    else:
+        try:
+            return _load_tfds(name, data_dir, download=True), f"TFDS download into {tfds_dir}"
+        except Exception as e:  # whatever broke the download, the user gets one message
+            tried.append(f"TFDS: download into {tfds_dir} failed ({type(e).__name__}: {e})")
+
+    how = [f"put the original files ({_expected_files(name)}) in --data_dir"]
+    if name == "fashion_mnist":
+        how.insert(0, "`apt-get install dataset-fashion-mnist`")
+    how.append("run once where TFDS can download it, then point --data_dir at the TFDS data dir")
+    raise DataUnavailableError(
+        f"Dataset {name!r} is not available. Sources tried: "
+        + "; ".join(f"({i}) {t}" for i, t in enumerate(tried, 1))
+        + ". To get it: " + ", or ".join(how) + "."
+    )
+
+
+def load_arrays(name, data_dir=None):
+    """Loads a whole dataset as numpy arrays at its original size.
+
+    Args:
+        name: one of ``DATASETS``.
+        data_dir: optional folder with the raw files (or a TFDS data dir); see the module
+            docstring for the order in which sources are tried.
+
+    Returns:
+        ``((x_train, y_train), (x_test, y_test))``: uint8 images NHWC (28x28x1 or 32x32x3)
+        and int64 labels.
+
+    Raises:
+        ValueError: unknown dataset name, or a raw file that is corrupt.
+        DataUnavailableError: no source has the data.
+    """
+    return _load_with_source(name, data_dir)[0]
+
+
+# ---------------------------------------------------------------------------------------
+# tf.data pipelines
+
+
+class Datasets:
+    """The training and test pipelines of one dataset, batched for one global batch size.
+
+    Args:
+        info: the dataset's ``DatasetInfo``.
+        train_arrays: ``(images, labels)``, uint8 NHWC images at the original size.
+        test_arrays: the same for the test split.
+        batch_size: global batch size.
+        seed: the run's seed; with the epoch number it fixes the order and augmentation.
+        source: where the arrays came from, for logs and reports.
+    """
+
+    def __init__(self, info, train_arrays, test_arrays, batch_size, seed, source=""):
+        self.info = info
+        self.batch_size = batch_size
+        self.seed = seed
+        self.source = source
+        self.num_train = len(train_arrays[0])
+        self.num_test = len(test_arrays[0])
+        # Decoded once and kept on the host; each batch gathers its examples from here.
+        with tf.device("/cpu:0"):
+            self._train = tuple(tf.constant(a) for a in train_arrays)
+            self._test = tuple(tf.constant(a) for a in test_arrays)
+        self._mean = tf.constant(info.mean, tf.float32)
+        self._std = tf.constant(info.std, tf.float32)
+
+    @property
+    def steps_per_epoch(self):
+        """Number of training batches per epoch (the remainder is dropped)."""
+        return self.num_train // self.batch_size
+
+    def train(self, epoch):
+        """The shuffled, augmented training batches of one epoch.
+
+        Args:
+            epoch: the epoch number; the result depends only on it and the seed.
+
+        Returns:
+            A ``tf.data.Dataset`` of ``(images, labels)``: float32 ``(batch, 32, 32, C)`` and
+            int64 ``(batch,)``, every batch full (the remainder is dropped).
+        """
+        order = np.random.default_rng([self.seed, epoch]).permutation(self.num_train)
+        epoch_seed = tf.constant([self.seed, epoch], tf.int64)
+
+        def make_batch(batch_index, indices):
+            images = tf.gather(self._train[0], indices)
+            seed = tf.random.experimental.stateless_fold_in(epoch_seed, batch_index)
+            images = self._augment(images, seed)
+            return self._normalise(images), tf.gather(self._train[1], indices)
+
+        ds = tf.data.Dataset.from_tensor_slices(order)
+        ds = ds.batch(self.batch_size, drop_remainder=True).enumerate()
+        ds = ds.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    def test(self):
+        """The test batches in file order, not augmented; the last batch may be smaller.
+
+        Returns:
+            A ``tf.data.Dataset`` of ``(images, labels)`` as in ``train``.
+        """
+
+        def make_batch(indices):
+            images = tf.gather(self._test[0], indices)
+            return self._normalise(images), tf.gather(self._test[1], indices)
+
+        ds = tf.data.Dataset.range(self.num_test).batch(self.batch_size)
+        ds = ds.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    def _augment(self, images, seed):
+        """Random flips (and crops for CIFAR) of a uint8 batch, one draw per image."""
+        flip_seed, crop_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        if self.info.channels == 3:
+            images = _random_crop(images, crop_seed)
+        return tf.image.stateless_random_flip_left_right(images, flip_seed)
+
+    def _normalise(self, images):
+        """uint8 batch at the original size -> float32 32x32 batch, normalised."""
+        images = tf.cast(images, tf.float32) / 255.0
+        if images.shape[1] != IMAGE_SIZE:
+            images = tf.image.resize(images, (IMAGE_SIZE, IMAGE_SIZE), method="bilinear")
+        return (images - self._mean) / self._std
+
+
+def _random_crop(images, seed):
+    """Per-image random crop of the zero-padded batch back to its own size.
+
+    Same as torchvision's ``RandomCrop(32, padding=4)`` applied to each image, done for
+    the whole batch at once with two batched gathers instead of a per-image loop.
+    """
+    size = images.shape[1]
+    padded = tf.pad(images, [[0, 0], [CROP_PADDING] * 2, [CROP_PADDING] * 2, [0, 0]])
+    offsets = tf.random.stateless_uniform(
+        [tf.shape(images)[0], 2], seed, maxval=2 * CROP_PADDING + 1, dtype=tf.int32
+    )
+    window = tf.range(size)
+    rows = offsets[:, :1] + window  # (batch, size)
+    cols = offsets[:, 1:] + window
+    padded = tf.gather(padded, rows, axis=1, batch_dims=1)
+    return tf.gather(padded, cols, axis=2, batch_dims=1)
+
+
+def make_datasets(
+    name, batch_size, seed, data_dir=None, max_train_examples=None, max_test_examples=None
+):
+    """Loads a dataset and builds its training and test pipelines.
+
+    Args:
+        name: one of ``DATASETS``.
+        batch_size: global batch size (all replicas together).
+        seed: the run's seed (a non-negative integer).
+        data_dir: optional folder with raw files or TFDS data (see ``load_arrays``).
+        max_train_examples: keep only the first this many training examples (quick runs).
+        max_test_examples: keep only the first this many test examples.
+
+    Returns:
+        A ``Datasets``.
+
+    Raises:
+        ValueError: unknown name, corrupt raw file, or fewer training examples than one
+            batch (every epoch would be empty).
+        DataUnavailableError: no source has the data.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    ((x_train, y_train), (x_test, y_test)), source = _load_with_source(name, data_dir)
+    x_train, y_train = x_train[:max_train_examples], y_train[:max_train_examples]
+    x_test, y_test = x_test[:max_test_examples], y_test[:max_test_examples]
+    if len(x_train) < batch_size:
+        raise ValueError(
+            f"{len(x_train)} training examples are fewer than one batch of {batch_size}: "
+            "every epoch would be empty (raise max_train_examples or lower batch_size)"
+        )
+    logger.info("%s: %d train / %d test examples from %s", name, len(x_train), len(x_test), source)
+    return Datasets(DATASETS[name], (x_train, y_train), (x_test, y_test), batch_size, seed, source)

@@ -1,0 +1,35 @@
+"""Small files in the original IDX format of MNIST / Fashion-MNIST, for tests."""
+
+import gzip
+import os
+import struct
+
+import numpy as np
+
+
+def write_idx(path, array, gz=False):
+    """Writes a uint8 array as IDX: magic (0, 0, 0x08, ndim), big-endian dims, then the data."""
+    array = np.asarray(array, np.uint8)
+    content = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    with (gzip.open if gz else open)(path, "wb") as f:
+        f.write(content + array.tobytes())
+
+
+def write_mnist_like(folder, num_train, num_test, gz=False, seed=0):
+    """The four MNIST files of random 28x28 images in ``folder``.
+
+    Returns:
+        ``[(x_train, y_train), (x_test, y_test)]`` as `rwc_keras.data.load_arrays` gives
+        them: uint8 (N, 28, 28, 1) images and int64 labels.
+    """
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for prefix, count in (("train", num_train), ("t10k", num_test)):
+        images = rng.integers(0, 256, (count, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, count, dtype=np.uint8)
+        suffix = ".gz" if gz else ""
+        write_idx(os.path.join(folder, f"{prefix}-images-idx3-ubyte{suffix}"), images, gz)
+        write_idx(os.path.join(folder, f"{prefix}-labels-idx1-ubyte{suffix}"), labels, gz)
+        arrays.append((images[..., None], labels.astype(np.int64)))
+    return arrays
