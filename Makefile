@@ -23,5 +23,9 @@ data:
 	  { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q dataset-fashion-mnist; }; \
 	else echo "apt-get not available: Fashion-MNIST will come from --data_dir or TFDS"; fi
 
+# The README's main job: AlexNet on real Fashion-MNIST (Table 1 settings), a few epochs.
+run: install data
+	$(PY) -m rwc_keras.main --arch=alexnet --dataset=fashion_mnist --epochs=3 --seeds=0
+
 test: install data
 	$(PY) -m pytest -q

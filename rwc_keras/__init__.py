@@ -1,6 +1,23 @@
-"""rwc_keras: layer-wise Relative Weight Change (RWC) for Keras 3 / TensorFlow training."""
+"""rwc_keras: layer-wise Relative Weight Change (RWC) for Keras 3 / TensorFlow training.
 
-from rwc_keras.callback import RWCCallback
-from rwc_keras.metric import rwc, rwc_norm, rwc_stats
+    from rwc_keras import RWCCallback, rwc, rwc_norm
+"""
 
-__all__ = ["RWCCallback", "rwc", "rwc_norm", "rwc_stats"]
+import importlib
+
+# Imported on first use, so `python -m rwc_keras.main --help` and bad flags answer at once
+# instead of after TensorFlow's multi-second import.
+_EXPORTS = {
+    "RWCCallback": "rwc_keras.callback",
+    "rwc": "rwc_keras.metric",
+    "rwc_norm": "rwc_keras.metric",
+    "rwc_stats": "rwc_keras.metric",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'rwc_keras' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

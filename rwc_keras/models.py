@@ -27,13 +27,19 @@ GROUPS = {
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
 
-# PyTorch's default kernel init, kaiming_uniform(a=sqrt(5)): U(+-1/sqrt(fan_in)).
-TORCH_KERNEL_INIT = keras.initializers.VarianceScaling(
-    scale=1.0 / 3.0, mode="fan_in", distribution="uniform"
-)
-VGG_CONV_INIT = keras.initializers.VarianceScaling(
-    scale=2.0, mode="fan_out", distribution="untruncated_normal"
-)
+# Initializers are made per layer, at build time: an instance made at import would take its
+# seed before keras.utils.set_random_seed runs, and runs would not repeat.
+
+
+def torch_kernel_init():
+    """PyTorch's default kernel init, kaiming_uniform(a=sqrt(5)): U(+-1/sqrt(fan_in))."""
+    return keras.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_in", distribution="uniform")
+
+
+def vgg_conv_init():
+    """The authors' VGG conv init: normal(0, sqrt(2 / (k * k * out_channels)))."""
+    return keras.initializers.VarianceScaling(
+        scale=2.0, mode="fan_out", distribution="untruncated_normal")
 
 VGG19_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
                 512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
@@ -60,7 +66,7 @@ def torch_conv(x, filters, kernel_size, strides=1, use_bias=True, name=None):
     fan_in = kernel_size * kernel_size * x.shape[-1]
     return layers.Conv2D(
         filters, kernel_size, strides=strides, padding=padding, use_bias=use_bias,
-        kernel_initializer=TORCH_KERNEL_INIT,
+        kernel_initializer=torch_kernel_init(),
         bias_initializer=torch_bias_init(fan_in) if use_bias else None,
         name=name,
     )(x)
@@ -68,7 +74,7 @@ def torch_conv(x, filters, kernel_size, strides=1, use_bias=True, name=None):
 
 def torch_dense(x, units, name):
     return layers.Dense(
-        units, kernel_initializer=TORCH_KERNEL_INIT,
+        units, kernel_initializer=torch_kernel_init(),
         bias_initializer=torch_bias_init(x.shape[-1]), name=name,
     )(x)
 
@@ -83,7 +89,7 @@ def basic_block(x, filters, strides, name, groups, group):
     if strides != 1 or x.shape[-1] != filters:
         shortcut = layers.Conv2D(
             filters, 1, strides=strides, use_bias=False,
-            kernel_initializer=TORCH_KERNEL_INIT, name=f"{name}_shortcut_conv",
+            kernel_initializer=torch_kernel_init(), name=f"{name}_shortcut_conv",
         )(x)
         shortcut = batch_norm(f"{name}_shortcut_bn")(shortcut)
         groups[f"{name}_shortcut_conv"] = group
@@ -119,7 +125,7 @@ def vgg19bn(inputs, num_classes, groups):
             continue
         conv_index += 1
         name = f"conv{conv_index}"
-        x = layers.Conv2D(entry, 3, padding="same", kernel_initializer=VGG_CONV_INIT,
+        x = layers.Conv2D(entry, 3, padding="same", kernel_initializer=vgg_conv_init(),
                           bias_initializer="zeros", name=name)(x)
         x = layers.ReLU(name=f"relu{conv_index}")(batch_norm(f"bn{conv_index}")(x))
         groups[name] = vgg_group(conv_index)

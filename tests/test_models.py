@@ -126,3 +126,13 @@ def test_strided_convolutions_pad_symmetrically_like_pytorch():
 def test_unknown_arch_is_a_clear_error():
     with pytest.raises(ValueError, match="'lenet'.*resnet18, vgg19bn, alexnet"):
         build_model("lenet")
+
+
+@pytest.mark.parametrize("arch", sorted(PARAMS))
+def test_same_seed_same_initial_weights(arch):
+    weights = []
+    for seed in (5, 5, 6):
+        keras.utils.set_random_seed(seed)
+        weights.append([v.numpy() for v in build_model(arch, (32, 32, 1), 10).trainable_variables])
+    assert all(np.array_equal(a, b) for a, b in zip(weights[0], weights[1]))
+    assert not all(np.array_equal(a, b) for a, b in zip(weights[0], weights[2]))

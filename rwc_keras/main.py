@@ -1,0 +1,205 @@
+"""Trains the paper's networks and records every layer's Relative Weight Change.
+
+Each seed writes <logdir>/<arch>_<dataset>/seed_<seed>/: rwc.csv, TensorBoard events (RWC,
+train/test loss and top-1/top-5), history.csv, metrics.json and flags.cfg, a flagfile that
+re-runs it (python -m rwc_keras.main --flagfile=.../flags.cfg).
+
+Example:
+  python -m rwc_keras.main --arch=vgg19bn --dataset=cifar10
+"""
+
+import json
+import os
+import sys
+
+from absl import app, flags, logging
+
+ARCHS = ("resnet18", "vgg19bn", "alexnet")
+DATASETS = ("cifar10", "cifar100", "mnist", "fashion_mnist")
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+
+# Paper, Table 1: learning rate per (arch, dataset) and weight decay per arch.
+TABLE1_LR = {
+    "resnet18": dict(cifar10=0.1, cifar100=0.1, mnist=0.1, fashion_mnist=0.1),
+    "vgg19bn": dict(cifar10=0.05, cifar100=0.05, mnist=0.05, fashion_mnist=0.05),
+    "alexnet": dict(cifar10=0.001, cifar100=0.01, mnist=0.1, fashion_mnist=0.1),
+}
+TABLE1_WEIGHT_DECAY = {"resnet18": 1e-4, "vgg19bn": 5e-4, "alexnet": 1e-4}
+
+flags.DEFINE_enum("arch", None, ARCHS, "Network to train.")
+flags.DEFINE_enum("dataset", "cifar10", DATASETS, "Dataset to train on.")
+flags.DEFINE_integer("epochs", 150, "Epochs per seed.", lower_bound=1)
+flags.DEFINE_list("seeds", ["0", "42", "123", "1000", "1234"], "Seeds; one run per seed.")
+flags.DEFINE_integer("batch_size", 128, "Global batch size (split across replicas).",
+                     lower_bound=1)
+flags.DEFINE_float("lr", None, "Learning rate (default: Table 1 for arch and dataset).",
+                   lower_bound=0.0)
+flags.DEFINE_float("momentum", 0.9, "SGD momentum, in [0, 1].", lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_float("weight_decay", None,
+                   "PyTorch-style (coupled) weight decay (default: Table 1 for arch).",
+                   lower_bound=0.0)
+flags.DEFINE_enum("strategy", "auto", STRATEGIES,
+                  "auto: mirrored when more than one GPU is visible, else default; "
+                  "multi_worker reads TF_CONFIG.")
+flags.DEFINE_string("logdir", "runs", "Folder the runs are written under.")
+flags.DEFINE_string("data_dir", None,
+                    "Folder with the raw dataset files (IDX or CIFAR python batches) or a "
+                    "TFDS data dir.")
+flags.DEFINE_string("rwc_every", "epoch", "Measure RWC every 'epoch' or every N optimizer steps.")
+flags.DEFINE_integer("max_train_examples", None, "Use only the first N training examples.",
+                     lower_bound=1)
+flags.DEFINE_integer("max_test_examples", None, "Use only the first N test examples.",
+                     lower_bound=1)
+flags.DEFINE_bool("jit_compile", False, "XLA-compile the forward and backward pass.")
+flags.DEFINE_bool("mixed_precision", False,
+                  "Compute in bfloat16 with float32 variables (Keras 'mixed_bfloat16').")
+flags.DEFINE_integer("cpu_devices", 1,
+                     "Split the CPU into N logical devices, to run MirroredStrategy "
+                     "without GPUs (testing).", lower_bound=1)
+flags.mark_flag_as_required("arch")
+
+# The flags that define a run, in the order flags.cfg lists them.
+RUN_FLAGS = ("arch", "dataset", "epochs", "seeds", "batch_size", "lr", "momentum",
+             "weight_decay", "strategy", "logdir", "data_dir", "rwc_every",
+             "max_train_examples", "max_test_examples", "jit_compile", "mixed_precision",
+             "cpu_devices")
+
+
+def _is_int(text):
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+flags.register_validator(
+    "seeds", lambda seeds: bool(seeds) and all(_is_int(s) for s in seeds),
+    message="--seeds must be a comma-separated list of integers, e.g. 0,42,123")
+flags.register_validator(
+    "rwc_every", lambda v: v == "epoch" or (_is_int(v) and int(v) > 0),
+    message="--rwc_every must be 'epoch' or a positive number of steps")
+flags.register_validator(
+    "lr", lambda v: v is None or v > 0, message="--lr must be positive")
+
+FLAGS = flags.FLAGS
+
+
+class UsageError(Exception):
+    """A flag or environment problem found before any training."""
+
+
+def check_tf_config():
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        raise UsageError("--strategy=multi_worker needs TF_CONFIG (see BUILD.md, multi-host)")
+    try:
+        config = json.loads(raw)
+        workers = config["cluster"]
+        task = config["task"]
+        assert isinstance(workers, dict) and task["type"] in workers
+        assert 0 <= int(task["index"]) < len(workers[task["type"]])
+    except (ValueError, KeyError, TypeError, AssertionError):
+        raise UsageError(
+            f"malformed TF_CONFIG {raw!r}: expected JSON like "
+            '{"cluster": {"worker": ["host1:port", "host2:port"]}, '
+            '"task": {"type": "worker", "index": 0}}') from None
+
+
+def make_strategy(name, cpu_devices):
+    import tensorflow as tf
+
+    if name == "multi_worker":
+        check_tf_config()
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if cpu_devices > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_devices)
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "mirrored" or (name == "auto" and len(gpus) > 1):
+        devices = None if gpus else [f"/cpu:{i}" for i in range(cpu_devices)]
+        return tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.get_strategy()
+
+
+def check_logdir(logdir):
+    try:
+        os.makedirs(logdir, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"--logdir={logdir} cannot be created: {error.strerror}") from None
+    if not os.access(logdir, os.W_OK | os.X_OK):
+        raise UsageError(f"--logdir={logdir} is not writable")
+
+
+def seed_flagfile(config):
+    """This seed's flags, defaults resolved, as a flagfile that re-runs it."""
+    resolved = {"seeds": config.seed, "lr": config.lr, "weight_decay": config.weight_decay}
+    lines = []
+    for name in RUN_FLAGS:
+        if name in resolved:
+            lines.append(f"--{name}={resolved[name]}")
+        elif FLAGS[name].value is not None:
+            lines.append(FLAGS[name].serialize())
+    return "\n".join(lines) + "\n"
+
+
+def run_all():
+    from rwc_keras.data import make_datasets
+    from rwc_keras.train import RunConfig, is_chief, run
+
+    arch, dataset = FLAGS.arch, FLAGS.dataset
+    lr = FLAGS.lr if FLAGS.lr is not None else TABLE1_LR[arch][dataset]
+    weight_decay = (FLAGS.weight_decay if FLAGS.weight_decay is not None
+                    else TABLE1_WEIGHT_DECAY[arch])
+    strategy = make_strategy(FLAGS.strategy, FLAGS.cpu_devices)
+    if is_chief(strategy):
+        check_logdir(FLAGS.logdir)
+    replicas = strategy.num_replicas_in_sync
+    if FLAGS.batch_size % replicas:
+        raise UsageError(f"--batch_size={FLAGS.batch_size} is not divisible by the "
+                         f"{replicas} replicas of --strategy={FLAGS.strategy}")
+    for seed in (int(s) for s in FLAGS.seeds):
+        config = RunConfig(
+            arch=arch, dataset=dataset, seed=seed, epochs=FLAGS.epochs,
+            batch_size=FLAGS.batch_size, lr=lr, momentum=FLAGS.momentum,
+            weight_decay=weight_decay, rwc_every=FLAGS.rwc_every,
+            jit_compile=FLAGS.jit_compile, mixed_precision=FLAGS.mixed_precision)
+        datasets = make_datasets(dataset, FLAGS.batch_size, seed, data_dir=FLAGS.data_dir,
+                                 max_train_examples=FLAGS.max_train_examples,
+                                 max_test_examples=FLAGS.max_test_examples)
+        run_dir = os.path.join(FLAGS.logdir, f"{arch}_{dataset}", f"seed_{seed}")
+        if is_chief(strategy):
+            try:
+                os.makedirs(run_dir)
+            except FileExistsError:
+                raise UsageError(f"{run_dir} already exists: choose another --logdir "
+                                 "or move the earlier run") from None
+            with open(os.path.join(run_dir, "flags.cfg"), "w") as f:
+                f.write(seed_flagfile(config))
+        logging.info("%s on %s, seed %d, lr %g, weight decay %g, %d replica(s): writing %s",
+                     arch, dataset, seed, lr, weight_decay, replicas, run_dir)
+        metrics = run(config, strategy, datasets, run_dir)
+        if not is_chief(strategy):
+            continue
+        print(f"seed {seed}: test top-1 {metrics['test_top1']:.4f}, "
+              f"top-5 {metrics['test_top5']:.4f}, {metrics['images_per_second']:.0f} img/s")
+        print(f"  RWC CSV:      {os.path.join(run_dir, 'rwc.csv')}")
+        print(f"  metrics:      {os.path.join(run_dir, 'metrics.json')}")
+        print(f"  TensorBoard:  tensorboard --logdir {FLAGS.logdir}")
+
+
+def main(argv):
+    if len(argv) > 1:
+        sys.exit(f"rwc_keras.main: error: unexpected arguments {argv[1:]}")
+    from rwc_keras.data import DataUnavailableError
+    from rwc_keras.train import TrainingDiverged
+
+    try:
+        run_all()
+    except (UsageError, DataUnavailableError, TrainingDiverged, ValueError) as error:
+        sys.exit(f"rwc_keras.main: error: {error}")
+
+
+if __name__ == "__main__":
+    app.run(main)
