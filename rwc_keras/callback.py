@@ -111,6 +111,7 @@ class RWCCallback(keras.callbacks.Callback):
         self._writer = None
         self._epoch = 0
         self._last_step = None
+        self._snapshots = None
 
     # -- selection -------------------------------------------------------------------------
 
@@ -275,6 +276,15 @@ class RWCCallback(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._close_outputs()
+
+    @property
+    def snapshots(self):
+        """The snapshot variables (weights at the last measurement), once training began.
+
+        Put them in a checkpoint with the model to resume a run exactly: restored after
+        ``on_train_begin``, the first measurement compares with the restored snapshot.
+        """
+        return self._snapshots
 
     def to_dataframe(self):
         """The rows measured so far as a pandas DataFrame with the CSV's columns."""

@@ -53,6 +53,9 @@ flags.DEFINE_integer("max_test_examples", None, "Use only the first N test examp
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the forward and backward pass.")
 flags.DEFINE_bool("mixed_precision", False,
                   "Compute in bfloat16 with float32 variables (Keras 'mixed_bfloat16').")
+flags.DEFINE_bool("deterministic", False,
+                  "Deterministic TensorFlow ops: runs with one seed repeat bit for bit, and a "
+                  "resumed run equals an uninterrupted one (slower on GPUs).")
 flags.DEFINE_integer("cpu_devices", 1,
                      "Split the CPU into N logical devices, to run MirroredStrategy "
                      "without GPUs (testing).", lower_bound=1)
@@ -62,7 +65,7 @@ flags.mark_flag_as_required("arch")
 RUN_FLAGS = ("arch", "dataset", "epochs", "seeds", "batch_size", "lr", "momentum",
              "weight_decay", "strategy", "logdir", "data_dir", "rwc_every",
              "max_train_examples", "max_test_examples", "jit_compile", "mixed_precision",
-             "cpu_devices")
+             "deterministic", "cpu_devices")
 
 
 def _is_int(text):
@@ -146,12 +149,17 @@ def seed_flagfile(config):
 
 def run_all():
     from rwc_keras.data import make_datasets
+    from rwc_keras.rundir import RunDir
     from rwc_keras.train import RunConfig, is_chief, run
 
     arch, dataset = FLAGS.arch, FLAGS.dataset
     lr = FLAGS.lr if FLAGS.lr is not None else TABLE1_LR[arch][dataset]
     weight_decay = (FLAGS.weight_decay if FLAGS.weight_decay is not None
                     else TABLE1_WEIGHT_DECAY[arch])
+    if FLAGS.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
     strategy = make_strategy(FLAGS.strategy, FLAGS.cpu_devices)
     if is_chief(strategy):
         check_logdir(FLAGS.logdir)
@@ -168,36 +176,37 @@ def run_all():
         datasets = make_datasets(dataset, FLAGS.batch_size, seed, data_dir=FLAGS.data_dir,
                                  max_train_examples=FLAGS.max_train_examples,
                                  max_test_examples=FLAGS.max_test_examples)
-        run_dir = os.path.join(FLAGS.logdir, f"{arch}_{dataset}", f"seed_{seed}")
-        if is_chief(strategy):
-            try:
-                os.makedirs(run_dir)
-            except FileExistsError:
-                raise UsageError(f"{run_dir} already exists: choose another --logdir "
-                                 "or move the earlier run") from None
-            with open(os.path.join(run_dir, "flags.cfg"), "w") as f:
-                f.write(seed_flagfile(config))
-        logging.info("%s on %s, seed %d, lr %g, weight decay %g, %d replica(s): writing %s",
-                     arch, dataset, seed, lr, weight_decay, replicas, run_dir)
-        metrics = run(config, strategy, datasets, run_dir)
-        if not is_chief(strategy):
-            continue
-        print(f"seed {seed}: test top-1 {metrics['test_top1']:.4f}, "
-              f"top-5 {metrics['test_top5']:.4f}, {metrics['images_per_second']:.0f} img/s")
-        print(f"  RWC CSV:      {os.path.join(run_dir, 'rwc.csv')}")
-        print(f"  metrics:      {os.path.join(run_dir, 'metrics.json')}")
-        print(f"  TensorBoard:  tensorboard --logdir {FLAGS.logdir}")
+        run_dir = RunDir(os.path.join(FLAGS.logdir, f"{arch}_{dataset}", f"seed_{seed}"),
+                         seed_flagfile(config), writer=is_chief(strategy))
+        try:
+            done = run_dir.claim()
+            if done is None:
+                print(f"seed {seed}: {run_dir.path} is complete already; nothing to do")
+                continue
+            logging.info("%s on %s, seed %d, lr %g, weight decay %g, %d replica(s): %s %s",
+                         arch, dataset, seed, lr, weight_decay, replicas,
+                         f"resuming after epoch {done} in" if done else "writing", run_dir.path)
+            metrics = run(config, strategy, datasets, run_dir)
+        finally:
+            run_dir.release()
+        if run_dir.writer:
+            print(f"seed {seed}: test top-1 {metrics['test_top1']:.4f}, "
+                  f"top-5 {metrics['test_top5']:.4f}, {metrics['images_per_second']:.0f} img/s")
+            print(f"  RWC CSV:      {run_dir.file('rwc.csv')}")
+            print(f"  metrics:      {run_dir.file('metrics.json')}")
+            print(f"  TensorBoard:  tensorboard --logdir {FLAGS.logdir}")
 
 
 def main(argv):
     if len(argv) > 1:
         sys.exit(f"rwc_keras.main: error: unexpected arguments {argv[1:]}")
     from rwc_keras.data import DataUnavailableError
+    from rwc_keras.rundir import RunDirError
     from rwc_keras.train import TrainingDiverged
 
     try:
         run_all()
-    except (UsageError, DataUnavailableError, TrainingDiverged, ValueError) as error:
+    except (UsageError, DataUnavailableError, RunDirError, TrainingDiverged, ValueError) as error:
         sys.exit(f"rwc_keras.main: error: {error}")
 
 

@@ -10,7 +10,6 @@ or several hosts. Users' own models keep using ``model.fit(callbacks=[RWCCallbac
 
 import csv
 import dataclasses
-import json
 import math
 import os
 import time
@@ -23,6 +22,7 @@ from rwc_keras.callback import RWCCallback
 from rwc_keras.layout import write_layout
 from rwc_keras.models import GROUPS, build_model
 from rwc_keras.optimizer import TorchSGD
+from rwc_keras.rundir import make_checkpoint
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_top1", "train_top5",
                    "test_loss", "test_top1", "test_top5", "seconds")
@@ -164,12 +164,15 @@ class Trainer:
             callbacks.on_train_batch_end(step, logs)
         return logs, time.perf_counter() - start
 
-    def fit(self, callbacks, on_epoch=None):
-        """Trains ``config.epochs`` epochs, evaluating the test set after each.
+    def fit(self, callbacks, on_epoch=None, start_epoch=0, after_train_begin=None):
+        """Trains from ``start_epoch`` to ``config.epochs``, evaluating after each epoch.
 
         Args:
             callbacks: Keras callbacks, driven as ``model.fit`` would drive them.
-            on_epoch: called with (epoch, logs, train_seconds) after each epoch.
+            on_epoch: called with (epoch, logs, train_seconds) after each epoch's callbacks.
+            start_epoch: epochs already done (a resumed run).
+            after_train_begin: called once the callbacks have set up their state (the RWC
+                snapshots exist), e.g. to restore a checkpoint over it.
 
         Returns:
             The last epoch's logs (train and ``test_`` metrics).
@@ -179,8 +182,10 @@ class Trainer:
             epochs=self.config.epochs, steps=self.steps_per_epoch, verbose=1,
         )
         callback_list.on_train_begin()
+        if after_train_begin:
+            after_train_begin()
         logs = {}
-        for epoch in range(self.config.epochs):
+        for epoch in range(start_epoch, self.config.epochs):
             callback_list.on_epoch_begin(epoch)
             logs, seconds = self.train_epoch(epoch, callback_list)
             logs.update(self.evaluate())
@@ -192,16 +197,24 @@ class Trainer:
 
 
 class RunFiles:
-    """The files of one seed's run: history.csv, TensorBoard metrics, metrics.json, flags."""
+    """What the chief writes per epoch besides the RWC CSV: history.csv and TensorBoard metrics.
 
-    def __init__(self, run_dir, config):
-        self.run_dir = run_dir
-        self.config = config
-        self._history = open(os.path.join(run_dir, "history.csv"), "w", newline="")
+    Args:
+        run_dir: the seed's folder.
+        arch: the architecture, whose groups the TensorBoard layout charts.
+    """
+
+    def __init__(self, run_dir, arch):
+        path = os.path.join(run_dir, "history.csv")
+        # An existing file was left by an interrupted run and holds only the epochs of its
+        # last checkpoint (RunDir.claim truncated it): continue it.
+        first_start = not os.path.exists(path)
+        self._history = open(path, "w" if first_start else "a", newline="")
         self._history_csv = csv.writer(self._history)
-        self._history_csv.writerow(HISTORY_COLUMNS)
         self._writer = tf.summary.create_file_writer(run_dir)
-        write_layout(run_dir, GROUPS[config.arch])
+        if first_start:
+            self._history_csv.writerow(HISTORY_COLUMNS)
+            write_layout(run_dir, GROUPS[arch])
 
     def write_epoch(self, epoch, logs, seconds):
         self._history_csv.writerow(
@@ -214,18 +227,18 @@ class RunFiles:
                     tf.summary.scalar(f"{split}/{metric}", logs[prefix + metric])
         self._writer.flush()
 
-    def write_metrics(self, metrics):
-        with open(os.path.join(self.run_dir, "metrics.json"), "w") as f:
-            json.dump(metrics, f, indent=2)
-            f.write("\n")
-
     def close(self):
         self._history.close()
         self._writer.close()
 
 
 def run(config, strategy, datasets, run_dir):
-    """Trains one seed; the chief writes ``run_dir``. Returns the metrics dict."""
+    """Trains one seed into ``run_dir`` (a claimed `RunDir`), resuming where it stopped.
+
+    Returns:
+        The metrics dict, also written to ``metrics.json`` by the chief.
+    """
+    start_epoch = run_dir.checkpoint_epoch()
     policy = "mixed_bfloat16" if config.mixed_precision else "float32"
     keras.mixed_precision.set_global_policy(policy)
     try:
@@ -233,11 +246,20 @@ def run(config, strategy, datasets, run_dir):
     finally:
         # The policy is global state: leave it as found for whatever runs next in-process.
         keras.mixed_precision.set_global_policy("float32")
-    chief = is_chief(strategy)
-    callbacks, files = [], None
-    if chief:
-        files = RunFiles(run_dir, config)
-        callbacks.append(RWCCallback(run_dir, update_freq=config.rwc_update_freq))
+    # Only the chief measures RWC: it needs no collectives, and only the chief writes files.
+    rwc = (RWCCallback(run_dir.path, update_freq=config.rwc_update_freq, append=True)
+           if run_dir.writer else None)
+    files = RunFiles(run_dir.path, config.arch) if run_dir.writer else None
+    checkpoint = None
+
+    def after_train_begin():
+        nonlocal checkpoint
+        snapshots = rwc.snapshots if rwc else []
+        checkpoint = make_checkpoint(trainer.model, trainer.optimizer, snapshots)
+        if start_epoch:
+            run_dir.restore_checkpoint(checkpoint, start_epoch)
+            logging.info("resumed %s after epoch %d", run_dir.path, start_epoch)
+
     train_seconds = []
 
     def on_epoch(epoch, logs, seconds):
@@ -250,21 +272,22 @@ def run(config, strategy, datasets, run_dir):
             trainer.steps_per_epoch * config.batch_size / seconds)
         if files:
             files.write_epoch(epoch, logs, seconds)
+            run_dir.save_checkpoint(checkpoint, epoch + 1)
 
     start = time.perf_counter()
     try:
-        logs = trainer.fit(callbacks, on_epoch)
+        logs = trainer.fit([rwc] if rwc else [], on_epoch, start_epoch, after_train_begin)
     finally:
         if files:
             files.close()
-    images = trainer.steps_per_epoch * config.batch_size * len(train_seconds)
+    images = trainer.steps_per_epoch * config.batch_size * max(len(train_seconds), 1)
     metrics = dict(
         arch=config.arch, dataset=config.dataset, seed=config.seed, epochs=config.epochs,
-        test_top1=logs["test_top1"], test_top5=logs["test_top5"], test_loss=logs["test_loss"],
-        wall_seconds=time.perf_counter() - start,
-        images_per_second=images / sum(train_seconds),
-        replicas=strategy.num_replicas_in_sync,
+        test_top1=logs.get("test_top1"), test_top5=logs.get("test_top5"),
+        test_loss=logs.get("test_loss"), wall_seconds=time.perf_counter() - start,
+        images_per_second=images / max(sum(train_seconds), 1e-9),
+        replicas=strategy.num_replicas_in_sync, resumed_after_epoch=start_epoch,
     )
-    if files:
-        files.write_metrics(metrics)
+    if run_dir.writer:
+        run_dir.finish(metrics)
     return metrics
