@@ -32,8 +32,7 @@ flags.DEFINE_integer("epochs", 150, "Epochs per seed.", lower_bound=1)
 flags.DEFINE_list("seeds", ["0", "42", "123", "1000", "1234"], "Seeds; one run per seed.")
 flags.DEFINE_integer("batch_size", 128, "Global batch size (split across replicas).",
                      lower_bound=1)
-flags.DEFINE_float("lr", None, "Learning rate (default: Table 1 for arch and dataset).",
-                   lower_bound=0.0)
+flags.DEFINE_float("lr", None, "Learning rate (default: Table 1 for arch and dataset).")
 flags.DEFINE_float("momentum", 0.9, "SGD momentum, in [0, 1].", lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_float("weight_decay", None,
                    "PyTorch-style (coupled) weight decay (default: Table 1 for arch).",
@@ -83,7 +82,7 @@ flags.register_validator(
     "rwc_every", lambda v: v == "epoch" or (_is_int(v) and int(v) > 0),
     message="--rwc_every must be 'epoch' or a positive number of steps")
 flags.register_validator(
-    "lr", lambda v: v is None or v > 0, message="--lr must be positive")
+    "lr", lambda v: v is None or v > 0, message="--lr must be a positive number")
 
 FLAGS = flags.FLAGS
 
