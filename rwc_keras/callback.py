@@ -201,8 +201,8 @@ class RWCCallback(keras.callbacks.Callback):
         """In-graph: RWC of every tracked tensor against its snapshot, then snapshot <- now."""
         results = []
         for variable, snapshot in zip(self._tracked, self._snapshots):
-            current = tf.identity(variable.value)
-            results.append(tf.stack(rwc_stats(snapshot, current)))
+            current = variable.value.read_value()
+            results.append(tf.stack(rwc_stats(snapshot.read_value(), current)))
             snapshot.assign(current)
         return tf.stack(results)
 
