@@ -111,6 +111,7 @@ class RWCCallback(keras.callbacks.Callback):
         self._writer = None
         self._epoch = 0
         self._last_step = None
+        self._tracked = None
         self._snapshots = None
 
     # -- selection -------------------------------------------------------------------------
@@ -206,8 +207,17 @@ class RWCCallback(keras.callbacks.Callback):
             snapshot.assign(current)
         return tf.stack(results)
 
+    def measure(self):
+        """Measures now, moves the snapshots on, and returns the values without writing.
+
+        Returns:
+            A float64 array of shape (tracked tensors, 3): ``rwc``, ``rwc_norm`` and
+            ``zeros`` of each tensor of ``tracked_variables`` since the last measurement.
+        """
+        return self._measure_fn().numpy()
+
     def _record(self, epoch, step):
-        values = self._measure_fn().numpy()
+        values = self.measure()
         rows = []
         for (layer, group, size), (rwc, rwc_norm, zeros) in zip(self._meta, values):
             rows.append(
@@ -276,6 +286,11 @@ class RWCCallback(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._close_outputs()
+
+    @property
+    def tracked_variables(self):
+        """The Keras variables measured, once training began."""
+        return self._tracked
 
     @property
     def snapshots(self):

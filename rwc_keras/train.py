@@ -100,11 +100,18 @@ class Trainer:
         self.datasets = datasets
         info = datasets.info
         keras.utils.set_random_seed(config.seed)
-        with strategy.scope():
-            self.model = build_model(config.arch, (32, 32, info.channels), info.num_classes)
-            self.optimizer = TorchSGD(config.lr, config.momentum, config.weight_decay)
-            self.optimizer.build(self.model.trainable_variables)
-            self.model.compile(optimizer=self.optimizer)
+        keras.mixed_precision.set_global_policy(
+            "mixed_bfloat16" if config.mixed_precision else "float32")
+        try:
+            with strategy.scope():
+                self.model = build_model(config.arch, (32, 32, info.channels), info.num_classes)
+                self.optimizer = TorchSGD(config.lr, config.momentum, config.weight_decay)
+                self.optimizer.build(self.model.trainable_variables)
+                self.model.compile(optimizer=self.optimizer)
+        finally:
+            # The policy is global state: the model keeps its own, and whatever runs next in
+            # this process gets the default back.
+            keras.mixed_precision.set_global_policy("float32")
         self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
         self.steps_per_epoch = datasets.num_train // config.batch_size
         self._train_step = tf.function(self._distributed_train_step)
@@ -239,13 +246,7 @@ def run(config, strategy, datasets, run_dir):
         The metrics dict, also written to ``metrics.json`` by the chief.
     """
     start_epoch = run_dir.checkpoint_epoch()
-    policy = "mixed_bfloat16" if config.mixed_precision else "float32"
-    keras.mixed_precision.set_global_policy(policy)
-    try:
-        trainer = Trainer(config, strategy, datasets)
-    finally:
-        # The policy is global state: leave it as found for whatever runs next in-process.
-        keras.mixed_precision.set_global_policy("float32")
+    trainer = Trainer(config, strategy, datasets)
     # Only the chief measures RWC: it needs no collectives, and only the chief writes files.
     rwc = (RWCCallback(run_dir.path, update_freq=config.rwc_update_freq, append=True)
            if run_dir.writer else None)

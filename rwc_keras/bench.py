@@ -1,0 +1,431 @@
+"""Benchmark: what RWC tracking costs during training, and how fast training runs at all.
+
+For each architecture (32x32x3 input, 10 classes) it prints one table with:
+
+1. images/s of plain ``model.fit`` on one in-memory batch of random data, and with
+   `RWCCallback` measuring every epoch, every 10 steps and every step (ratio to plain);
+2. the cost of one RWC measurement: the callback's compiled, in-graph measurement against
+   the naive way the paper's authors used (copy every tracked weight to numpy, compute in
+   numpy), in ms;
+3. images/s the input pipeline (`rwc_keras.data.Datasets`, CIFAR-10 settings: crops and
+   flips, on generated in-memory CIFAR-shaped images) delivers alone, against what the model
+   consumes;
+4. images/s of the training driver's own loop (`rwc_keras.train.Trainer` on that pipeline,
+   default strategy) against plain ``fit``;
+5. the training FLOP/s reached, as a fraction of a large matmul's FLOP/s measured in the
+   same run.
+
+Every timing is repeated ``--repeats`` times after an untimed warm-up (tracing, compiling)
+and reported as median, min and max. Ratios are median over median.
+
+Example:
+  python -m rwc_keras.bench --archs=alexnet --quick
+  python -m rwc_keras.bench --mixed_precision --output=BENCHMARKS.md
+"""
+
+import dataclasses
+import datetime
+import itertools
+import math
+import os
+import platform
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+
+from rwc_keras.callback import RWCCallback
+from rwc_keras.data import DATASETS, Datasets
+from rwc_keras.models import ARCHITECTURES, build_model
+from rwc_keras.optimizer import TorchSGD
+from rwc_keras.train import RunConfig, Trainer
+
+flags.DEFINE_list("archs", list(ARCHITECTURES), "Architectures to benchmark.")
+flags.DEFINE_integer("batch_size", 128, "Batch size.", lower_bound=1)
+flags.DEFINE_integer("repeats", None, "Timed repetitions of every figure (default 5; "
+                     "--quick: 3).", lower_bound=1)
+flags.DEFINE_integer("steps", None, "Training steps per timed epoch (default 20; --quick: 10).",
+                     lower_bound=1)
+flags.DEFINE_bool("quick", False, "Fewer steps and repeats: a couple of minutes for alexnet.")
+flags.DEFINE_bool("mixed_precision", False,
+                  "Compute in bfloat16 with float32 variables (Keras 'mixed_bfloat16').")
+flags.DEFINE_bool("jit_compile", False, "XLA-compile the training step (fit and driver).")
+flags.DEFINE_integer("matmul_size", 4096, "Side of the square matmul giving the reference "
+                     "FLOP/s.", lower_bound=1)
+flags.DEFINE_string("output", None, "Also write the header and tables as markdown here.")
+flags.register_validator(
+    "archs", lambda archs: bool(archs) and set(archs) <= set(ARCHITECTURES),
+    message=f"--archs must be a comma-separated subset of {','.join(ARCHITECTURES)}")
+
+FLAGS = flags.FLAGS
+
+# The optimizer of a real run (speed does not depend on the values; decay keeps its update path).
+LEARNING_RATE, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 1e-4
+# RWC measurements per timed repetition: one takes milliseconds, too short to time alone.
+MEASUREMENT_CALLS = 5
+# (update_freq, row name) of the RWCCallback settings compared with plain fit.
+RWC_SETTINGS = (("epoch", "fit + RWC every epoch"), (10, "fit + RWC every 10 steps"),
+                (1, "fit + RWC every step"))
+CIFAR10_TRAIN_EXAMPLES = 50_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The benchmark's knobs, resolved from the flags."""
+
+    batch_size: int
+    steps: int
+    repeats: int
+    jit_compile: bool
+    mixed_precision: bool
+    matmul_size: int
+
+
+@dataclasses.dataclass
+class Row:
+    """One measured figure: a value per repetition, its unit, and a ratio to another row."""
+
+    name: str
+    values: list
+    unit: str
+    ratio: str = ""
+
+    @property
+    def median(self):
+        """The median over the repetitions: the figure the tables and ratios use."""
+        return statistics.median(self.values)
+
+
+class Table:
+    """One table of rows; prints a progress line as each row is measured (the run is long)."""
+
+    def __init__(self, title, notes=()):
+        self.title = title
+        self.notes = list(notes)
+        self.rows = []
+
+    def add(self, name, values, unit, reference=None):
+        """Adds and prints a row; with a ``reference`` Row its ratio column reads
+        ``<this median / reference median> x <reference name>``."""
+        row = Row(name, list(values), unit)
+        if reference is not None:
+            row.ratio = f"{row.median / reference.median:.3g} x {reference.name}"
+        self.rows.append(row)
+        print(f"[{self.title}] {name}: {fmt(row.median)} {unit} "
+              f"(min {fmt(min(row.values))}, max {fmt(max(row.values))}) {row.ratio}", flush=True)
+        return row
+
+    def markdown(self):
+        """The table as markdown: a heading, the rows, then the notes as a list."""
+        lines = [f"### {self.title}", "",
+                 "| measurement | median | min | max | unit | ratio |",
+                 "| --- | ---: | ---: | ---: | --- | --- |"]
+        for row in self.rows:
+            lines.append(f"| {row.name} | {fmt(row.median)} | {fmt(min(row.values))} | "
+                         f"{fmt(max(row.values))} | {row.unit} | {row.ratio} |")
+        lines += [""] + [f"- {note}" for note in self.notes]
+        return "\n".join(lines) + "\n"
+
+
+def fmt(value):
+    """Three significant digits, without exponents for the benchmark's usual magnitudes."""
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+# ---------------------------------------------------------------------------------------
+# Timing
+
+
+def time_calls(fn, repeats, number=1):
+    """Seconds per call of ``fn``: one untimed warm-up call, then ``repeats`` timings of
+    ``number`` calls each. ``fn`` must wait for its own results (e.g. call ``.numpy()``)."""
+    fn()
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        seconds.append((time.perf_counter() - start) / number)
+    return seconds
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Seconds of every epoch of a ``fit`` call; listed last, so it includes other callbacks."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        # A GPU runs ahead of Python: reading a variable the last step wrote waits for it.
+        self.model.optimizer.iterations.numpy()
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+# ---------------------------------------------------------------------------------------
+# The measurements
+
+
+def fit_images_per_second(model, settings, callbacks=()):
+    """images/s of ``model.fit`` on one random in-memory batch, one value per timed epoch.
+
+    One ``fit`` call runs a warm-up epoch and then ``repeats`` timed epochs: the callbacks'
+    once-per-run work (snapshots, tracing the RWC measurement) falls in the warm-up, as it
+    falls once in a real run, instead of in every repetition as separate ``fit`` calls would
+    put it. The same batch every step: the model's cost alone, no input work.
+    """
+    x = tf.random.normal([settings.batch_size, 32, 32, 3])
+    y = tf.random.uniform([settings.batch_size], maxval=10, dtype=tf.int64)
+    data = tf.data.Dataset.from_tensors((x, y)).repeat()
+    timer = EpochTimer()
+    model.fit(data, epochs=1 + settings.repeats, steps_per_epoch=settings.steps, shuffle=False,
+              verbose=0, callbacks=[*callbacks, timer])
+    return [settings.steps * settings.batch_size / s for s in timer.seconds[1:]]
+
+
+def naive_measurement(tracked):
+    """The authors' way: every measurement copies the weights to numpy and computes there.
+
+    Returns a function doing one measurement: both RWC definitions of every tensor against
+    the previous call's copy, which it then replaces.
+    """
+    previous = [v.numpy() for v in tracked]
+
+    def measure():
+        nonlocal previous
+        current = [v.numpy() for v in tracked]
+        values = [(np.mean(np.abs(c - p) / np.abs(p)), np.sum(np.abs(c - p)) / np.sum(np.abs(p)))
+                  for p, c in zip(previous, current)]
+        previous = current
+        return values
+
+    return measure
+
+
+def measurement_milliseconds(model, log_dir, settings):
+    """ms per RWC measurement on ``model``'s weights: ``(in_graph, naive)``, one per repeat.
+
+    In-graph is the callback's compiled measurement (all tensors against the snapshots, then
+    snapshots <- weights, four scalars per tensor to the host), without its file writing.
+    """
+    callback = RWCCallback(log_dir, verbose=0)
+    callback.set_model(model)
+    callback.on_train_begin()
+    try:
+        in_graph = time_calls(callback.measure, settings.repeats, MEASUREMENT_CALLS)
+    finally:
+        callback.on_train_end()
+    naive = time_calls(naive_measurement(callback.tracked_variables), settings.repeats,
+                       MEASUREMENT_CALLS)
+    return [1000 * s for s in in_graph], [1000 * s for s in naive]
+
+
+def generated_cifar(settings):
+    """The CIFAR-10 pipeline (crops and flips) over random uint8 images, one epoch of
+    ``steps`` batches. Shaped like CIFAR-10 so it matches the 32x32x3 models."""
+    rng = np.random.default_rng(0)
+    count = settings.steps * settings.batch_size
+    images = rng.integers(0, 256, size=(count, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=count, dtype=np.int64)
+    test = (images[:settings.batch_size], labels[:settings.batch_size])
+    return Datasets(DATASETS["cifar10"], (images, labels), test, settings.batch_size, seed=0,
+                    source="generated")
+
+
+def pipeline_images_per_second(datasets, settings):
+    """images/s ``datasets.train(epoch)`` delivers when nothing consumes them but a loop."""
+    epochs = itertools.count()
+
+    def one_epoch():
+        for _ in datasets.train(next(epochs)):
+            pass
+
+    return [settings.steps * settings.batch_size / s
+            for s in time_calls(one_epoch, settings.repeats)]
+
+
+def driver_images_per_second(arch, datasets, settings):
+    """images/s of the driver's `Trainer.train_epoch` on ``datasets``, default strategy."""
+    config = RunConfig(arch=arch, dataset="cifar10", seed=0, epochs=1,
+                       batch_size=settings.batch_size, lr=LEARNING_RATE, momentum=MOMENTUM,
+                       weight_decay=WEIGHT_DECAY, jit_compile=settings.jit_compile,
+                       mixed_precision=settings.mixed_precision)
+    trainer = Trainer(config, tf.distribute.get_strategy(), datasets)
+    callbacks = keras.callbacks.CallbackList([], model=trainer.model)
+    epochs = itertools.count()
+    seconds = time_calls(lambda: trainer.train_epoch(next(epochs), callbacks), settings.repeats)
+    return [settings.steps * settings.batch_size / s for s in seconds]
+
+
+def forward_flops_per_image(model):
+    """FLOPs of one image's forward pass: 2 x the multiply-adds of every conv and dense layer.
+
+    Pooling, BatchNorm, ReLU and additions are left out; TensorFlow's profiler
+    (``float_operation()`` on the inference graph) counts within 0.2% of this for all three
+    paper models.
+    """
+    flops = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            # Every output position does a full kernel's worth of multiply-adds.
+            flops += 2 * math.prod(layer.output.shape[1:3]) * math.prod(layer.kernel.shape)
+        elif isinstance(layer, keras.layers.Dense):
+            flops += 2 * math.prod(layer.kernel.shape)
+    return flops
+
+
+def matmul_gflops(size, dtype, repeats):
+    """GFLOP/s of a ``size`` x ``size`` matmul in ``dtype``: the device's practical peak."""
+    a = tf.cast(tf.random.normal([size, size]), dtype)
+    b = tf.cast(tf.random.normal([size, size]), dtype)
+    # The sum brings one scalar to the host: the call waits for the product.
+    product = tf.function(lambda: tf.reduce_sum(tf.cast(tf.matmul(a, b), tf.float32)))
+    return [2 * size**3 / s / 1e9 for s in time_calls(lambda: product().numpy(), repeats)]
+
+
+def bench_arch(arch, settings, peak):
+    """Measures everything for one architecture; returns its Table.
+
+    Args:
+        arch: one of ``ARCHITECTURES``.
+        settings: the `Settings`.
+        peak: the matmul Row of the training compute dtype, for the FLOP/s fraction.
+    """
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    # Set per model: the driver's Trainer (measured below) restores the default policy.
+    keras.mixed_precision.set_global_policy(
+        "mixed_bfloat16" if settings.mixed_precision else "float32")
+    model = build_model(arch, (32, 32, 3), 10)
+    model.compile(optimizer=TorchSGD(LEARNING_RATE, MOMENTUM, WEIGHT_DECAY),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=settings.jit_compile)
+    forward = forward_flops_per_image(model)
+    steps, batch = settings.steps, settings.batch_size
+    table = Table(arch, notes=[
+        f"fit rows: {settings.repeats} timed epochs of {steps} steps after a warm-up epoch. "
+        f"'RWC every epoch' measures once per {steps} steps; a real CIFAR epoch has "
+        f"{CIFAR10_TRAIN_EXAMPLES // batch} steps at batch {batch}, so in a real run its "
+        f"relative cost is about {fmt(CIFAR10_TRAIN_EXAMPLES // batch / steps)} times smaller "
+        "than this row shows.",
+        f"RWC measurement: ms per call, {MEASUREMENT_CALLS} calls per repetition; in-graph = "
+        "the callback's compiled measurement (no file writing), naive = numpy copies of every "
+        "tracked weight, then numpy mean(|curr-prev|/|prev|) and the L1-norm ratio.",
+        "Input pipeline: rwc_keras.data.Datasets with CIFAR-10 settings (crops and flips) on "
+        "generated CIFAR-shaped uint8 images, iterated with no model.",
+        f"Training FLOP/s: 3 x {forward / 1e9:.3g} GFLOP forward per image (2 x multiply-adds of "
+        "conv and dense layers; backward counted as 2 x forward) x plain-fit images/s.",
+    ])
+    with tempfile.TemporaryDirectory() as log_root:
+        plain = table.add("fit, plain", fit_images_per_second(model, settings), "img/s")
+        for update_freq, name in RWC_SETTINGS:
+            callback = RWCCallback(os.path.join(log_root, str(update_freq)),
+                                   update_freq=update_freq, verbose=0)
+            table.add(name, fit_images_per_second(model, settings, [callback]), "img/s", plain)
+        in_graph, naive = measurement_milliseconds(
+            model, os.path.join(log_root, "measure"), settings)
+    in_graph = table.add("RWC measurement, in-graph (callback)", in_graph, "ms")
+    table.add("RWC measurement, naive numpy", naive, "ms", in_graph)
+    datasets = generated_cifar(settings)
+    table.add("input pipeline alone (generated CIFAR-shaped data)",
+              pipeline_images_per_second(datasets, settings), "img/s", plain)
+    table.add("driver Trainer epochs (pipeline + its loop)",
+              driver_images_per_second(arch, datasets, settings), "img/s", plain)
+    table.add("training FLOP/s (plain fit)", [3 * forward * v / 1e9 for v in plain.values],
+              "GFLOP/s", peak)
+    return table
+
+
+# ---------------------------------------------------------------------------------------
+# Report
+
+
+def cpu_model():
+    """The CPU's marketing name from /proc/cpuinfo (Linux), else what platform knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def device_names():
+    """TensorFlow's logical devices, GPUs with their model name."""
+    names = [device.name for device in tf.config.list_logical_devices()]
+    for gpu in tf.config.list_physical_devices("GPU"):
+        names.append(tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name))
+    return names
+
+
+def header(settings):
+    """Markdown lines describing the machine, the software and the exact command."""
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return "\n".join([
+        "## RWC benchmark", "",
+        f"- command: `python -m rwc_keras.bench {shlex.join(sys.argv[1:])}`",
+        f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
+        f"- CPU: {cpu_model()}, {os.cpu_count()} cores "
+        f"({len(os.sched_getaffinity(0))} usable), load average at start {load} "
+        "(other work running distorts every figure)",
+        f"- devices: {', '.join(device_names())}",
+        f"- Python {platform.python_version()}, TensorFlow {tf.__version__}, "
+        f"Keras {keras.__version__}, NumPy {np.__version__}",
+        f"- batch {settings.batch_size}, {settings.steps} steps per timed epoch, "
+        f"{settings.repeats} repeats, 32x32x3 input, 10 classes, "
+        f"{'mixed_bfloat16' if settings.mixed_precision else 'float32'}, "
+        f"jit_compile={settings.jit_compile}",
+        "- every figure: median, min and max over the repeats; ratio = this median / the "
+        "named row's median",
+    ]) + "\n"
+
+
+def resolve_settings():
+    """`Settings` from the flags; --quick changes only the defaults of --steps and --repeats."""
+    return Settings(
+        batch_size=FLAGS.batch_size,
+        steps=FLAGS.steps or (10 if FLAGS.quick else 20),
+        repeats=FLAGS.repeats or (3 if FLAGS.quick else 5),
+        jit_compile=FLAGS.jit_compile,
+        mixed_precision=FLAGS.mixed_precision,
+        matmul_size=FLAGS.matmul_size,
+    )
+
+
+def main(argv):
+    if len(argv) > 1:
+        sys.exit(f"rwc_keras.bench: error: unexpected arguments {argv[1:]}")
+    settings = resolve_settings()
+    top = header(settings)
+    print(top, flush=True)
+
+    size = settings.matmul_size
+    machine = Table("reference matmul")
+    compute_dtype = "bfloat16" if settings.mixed_precision else "float32"
+    peaks = {dtype: machine.add(f"matmul {size}x{size} {dtype}",
+                                matmul_gflops(size, dtype, settings.repeats), "GFLOP/s")
+             for dtype in sorted({"float32", compute_dtype}, reverse=True)}
+    peak = peaks[compute_dtype]
+    tables = [machine] + [bench_arch(arch, settings, peak) for arch in FLAGS.archs]
+
+    report = "\n".join([top] + [t.markdown() for t in tables])
+    print("\n" + report, flush=True)
+    if FLAGS.output:
+        with open(FLAGS.output, "w") as f:
+            f.write(report)
+        print(f"Tables written to {FLAGS.output}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,80 @@
+"""The benchmark as a user runs it, at a tiny size: every row present, positive, with its ratio.
+
+No timing thresholds: speed claims belong to the benchmark's output, not to tests.
+"""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROWS = {
+    "fit, plain": ("img/s", None),
+    "fit + RWC every epoch": ("img/s", "fit, plain"),
+    "fit + RWC every 10 steps": ("img/s", "fit, plain"),
+    "fit + RWC every step": ("img/s", "fit, plain"),
+    "RWC measurement, in-graph (callback)": ("ms", None),
+    "RWC measurement, naive numpy": ("ms", "RWC measurement, in-graph (callback)"),
+    "input pipeline alone (generated CIFAR-shaped data)": ("img/s", "fit, plain"),
+    "driver Trainer epochs (pipeline + its loop)": ("img/s", "fit, plain"),
+    "training FLOP/s (plain fit)": ("GFLOP/s", "matmul 256x256 float32"),
+}
+
+
+def table_rows(text, title):
+    """The rows of the markdown table under ``### title``: name -> list of cells."""
+    section = text.split(f"### {title}\n", 1)[1].split("\n### ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] not in ("measurement", "---"):
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory):
+    output = tmp_path_factory.mktemp("bench") / "bench.md"
+    result = subprocess.run(
+        [sys.executable, "-m", "rwc_keras.bench", "--archs=alexnet", "--quick", "--steps=2",
+         "--repeats=2", "--batch_size=8", "--matmul_size=256", f"--output={output}"],
+        capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout, output
+
+
+def test_every_row_is_positive_with_its_ratio(bench_run):
+    stdout, _ = bench_run
+    rows = table_rows(stdout, "alexnet")
+    assert set(rows) == set(ROWS)
+    for name, (unit, reference) in ROWS.items():
+        median, low, high, row_unit, ratio = rows[name]
+        assert 0 < float(low) <= float(median) <= float(high), name
+        assert row_unit == unit, name
+        if reference is None:
+            assert ratio == "", name
+        else:
+            match = re.fullmatch(r"(\S+) x (.+)", ratio)
+            assert match and float(match[1]) > 0 and match[2] == reference, (name, ratio)
+    matmul = table_rows(stdout, "reference matmul")
+    assert float(matmul["matmul 256x256 float32"][0]) > 0
+
+
+def test_header_names_machine_and_command(bench_run):
+    stdout, _ = bench_run
+    assert "- command: `python -m rwc_keras.bench --archs=alexnet --quick" in stdout
+    assert re.search(r"- CPU: .+, \d+ cores", stdout)
+    assert "TensorFlow 2." in stdout and "Keras 3." in stdout
+    # One progress line per measurement, before the tables.
+    assert stdout.index("[alexnet] fit, plain:") < stdout.index("### alexnet")
+
+
+def test_output_file_holds_the_tables(bench_run):
+    stdout, output = bench_run
+    text = output.read_text()
+    assert text.startswith("## RWC benchmark")
+    assert table_rows(text, "alexnet") == table_rows(stdout, "alexnet")
+    assert "[alexnet]" not in text  # progress lines stay on the terminal
