@@ -207,6 +207,25 @@ class RWCCallback(keras.callbacks.Callback):
             snapshot.assign(current)
         return tf.stack(results)
 
+    def _measure_and_summarise(self, tb_step):
+        """In-graph: the measurement plus every TensorBoard scalar, in one call."""
+        values = self._measure_and_advance()
+        with self._writer.as_default(step=tb_step):
+            members = {}
+            for index, (layer, group, _) in enumerate(self._meta):
+                prefix = f"{group}/" if group else ""
+                tf.summary.scalar(f"rwc/{prefix}{layer}", values[index, 0])
+                tf.summary.scalar(f"rwc_norm/{prefix}{layer}", values[index, 1])
+                if group:
+                    members.setdefault(group, []).append(index)
+            for group, indices in members.items():
+                for column, key in enumerate(("rwc", "rwc_norm")):
+                    group_values = tf.gather(values[:, column], indices)
+                    finite = tf.boolean_mask(group_values, ~tf.math.is_nan(group_values))
+                    # The mean of no finite value is NaN, as in the CSV's all-zero rule.
+                    tf.summary.scalar(f"{key}_mean/{group}", tf.reduce_mean(finite))
+        return values
+
     def measure(self):
         """Measures now, moves the snapshots on, and returns the values without writing.
 
@@ -217,42 +236,18 @@ class RWCCallback(keras.callbacks.Callback):
         return self._measure_fn().numpy()
 
     def _record(self, epoch, step):
-        values = self.measure()
-        rows = []
-        for (layer, group, size), (rwc, rwc_norm, zeros) in zip(self._meta, values):
-            rows.append(
-                dict(
-                    epoch=epoch,
-                    step=step,
-                    layer=layer,
-                    group=group,
-                    rwc=float(rwc),
-                    rwc_norm=float(rwc_norm),
-                    zeros=int(zeros),
-                    size=size,
-                )
-            )
+        tb_step = epoch if self.update_freq == "epoch" else step
+        values = self._summarise_fn(tf.constant(tb_step, tf.int64)).numpy()
+        self._writer.flush()
+        rows = [
+            dict(epoch=epoch, step=step, layer=layer, group=group, rwc=float(rwc),
+                 rwc_norm=float(rwc_norm), zeros=int(zeros), size=size)
+            for (layer, group, size), (rwc, rwc_norm, zeros) in zip(self._meta, values)
+        ]
         self._rows.extend(rows)
         self._csv.writerows([[row[c] for c in CSV_COLUMNS] for row in rows])
         self._csv_file.flush()
-        self._write_summaries(rows, epoch if self.update_freq == "epoch" else step)
         self._last_step = step
-
-    def _write_summaries(self, rows, tb_step):
-        by_group = {}
-        with self._writer.as_default(step=tb_step):
-            for row in rows:
-                prefix = f"{row['group']}/" if row["group"] else ""
-                tf.summary.scalar(f"rwc/{prefix}{row['layer']}", row["rwc"])
-                tf.summary.scalar(f"rwc_norm/{prefix}{row['layer']}", row["rwc_norm"])
-                if row["group"]:
-                    by_group.setdefault(row["group"], []).append(row)
-            for group, members in by_group.items():
-                for key in ("rwc", "rwc_norm"):
-                    finite = [r[key] for r in members if not math.isnan(r[key])]
-                    mean = sum(finite) / len(finite) if finite else float("nan")
-                    tf.summary.scalar(f"{key}_mean/{group}", mean)
-        self._writer.flush()
 
     def _optimizer_step(self):
         return int(self.model.optimizer.iterations.numpy())
@@ -268,6 +263,7 @@ class RWCCallback(keras.callbacks.Callback):
         self._snapshots = self._make_snapshots()
         self._measure_fn = tf.function(self._measure_and_advance)
         self._open_outputs()
+        self._summarise_fn = tf.function(self._measure_and_summarise)
         self._last_step = self._optimizer_step()
 
     def on_epoch_begin(self, epoch, logs=None):
