@@ -113,7 +113,7 @@ class Trainer:
             # this process gets the default back.
             keras.mixed_precision.set_global_policy("float32")
         self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
-        self.steps_per_epoch = datasets.num_train // config.batch_size
+        self.steps_per_epoch = datasets.steps_per_epoch
         self._train_step = tf.function(self._distributed_train_step)
         self._test_step = tf.function(self._distributed_test_step)
         self._gradients = tf.function(self._replica_gradients, jit_compile=config.jit_compile)
