@@ -166,7 +166,8 @@ class RWCCallback(keras.callbacks.Callback):
         os.makedirs(self.log_dir, exist_ok=True)
         csv_path = os.path.join(self.log_dir, CSV_NAME)
         exists = os.path.exists(csv_path) and os.path.getsize(csv_path) > 0
-        if exists and not self.append:
+        # A second fit() with the same callback continues its own run.
+        if exists and not (self.append or self._rows):
             raise FileExistsError(
                 f"{csv_path} already exists; choose another log_dir or pass append=True"
             )

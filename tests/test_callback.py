@@ -281,3 +281,16 @@ def test_all_zero_kernel_gives_nan_rows_not_a_crash(tmp_path):
     assert np.isnan(frame.loc[(1, "dense/kernel"), "rwc"])
     assert np.isnan(frame.loc[(1, "dense/kernel"), "rwc_norm"])
     assert np.isfinite(frame.loc[(2, "dense/kernel"), "rwc"])
+
+
+def test_second_fit_with_the_same_callback_continues_its_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model = functional()
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = data(16)
+    cb = RWCCallback(verbose=0)
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[cb])
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[cb])
+    frame = pd.read_csv(os.path.join(cb.log_dir, "rwc.csv"))
+    assert len(frame) == 6 and frame["step"].tolist() == [1, 1, 2, 2, 3, 3]
+    assert len(glob.glob("runs/*")) == 1
