@@ -212,21 +212,26 @@ def naive_measurement(tracked):
 
 
 def measurement_milliseconds(model, log_dir, settings):
-    """ms per RWC measurement on ``model``'s weights: ``(in_graph, naive)``, one per repeat.
+    """ms per RWC measurement on ``model``'s weights, one value per repeat, as
+    ``(in_graph, with_files, naive)``.
 
-    In-graph is the callback's compiled measurement (all tensors against the snapshots, then
-    snapshots <- weights, four scalars per tensor to the host), without its file writing.
+    In-graph is the callback's compiled measurement alone (all tensors against the
+    snapshots, then snapshots <- weights, four scalars per tensor to the host); with files is
+    the whole ``on_epoch_end`` hook, CSV rows and TensorBoard scalars included: what a
+    measurement costs a training run.
     """
     callback = RWCCallback(log_dir, verbose=0)
     callback.set_model(model)
     callback.on_train_begin()
     try:
         in_graph = time_calls(callback.measure, settings.repeats, MEASUREMENT_CALLS)
+        with_files = time_calls(lambda: callback.on_epoch_end(0), settings.repeats,
+                                MEASUREMENT_CALLS)
     finally:
         callback.on_train_end()
     naive = time_calls(naive_measurement(callback.tracked_variables), settings.repeats,
                        MEASUREMENT_CALLS)
-    return [1000 * s for s in in_graph], [1000 * s for s in naive]
+    return tuple([1000 * s for s in values] for values in (in_graph, with_files, naive))
 
 
 def generated_cifar(settings):
@@ -331,10 +336,20 @@ def bench_arch(arch, settings, peak):
             callback = RWCCallback(os.path.join(log_root, str(update_freq)),
                                    update_freq=update_freq, verbose=0)
             table.add(name, fit_images_per_second(model, settings, [callback]), "img/s", plain)
-        in_graph, naive = measurement_milliseconds(
+        in_graph, with_files, naive = measurement_milliseconds(
             model, os.path.join(log_root, "measure"), settings)
     in_graph = table.add("RWC measurement, in-graph (callback)", in_graph, "ms")
     table.add("RWC measurement, naive numpy", naive, "ms", in_graph)
+    with_files = table.add("RWC measurement + CSV and TensorBoard writes (on_epoch_end)",
+                           with_files, "ms")
+    # Step-time fractions: more precise than the fit rows, whose run-to-run spread is
+    # larger than the cost they would show.
+    step_ms = 1000 * settings.batch_size / plain.median
+    cifar_steps = CIFAR10_TRAIN_EXAMPLES // settings.batch_size
+    table.add("RWC every step: measurement with writes / plain step time",
+              [100 * ms / step_ms for ms in with_files.values], "%")
+    table.add(f"RWC every epoch: the same / a CIFAR-10 epoch ({cifar_steps} steps)",
+              [100 * ms / (step_ms * cifar_steps) for ms in with_files.values], "%")
     datasets = generated_cifar(settings)
     table.add("input pipeline alone (generated CIFAR-shaped data)",
               pipeline_images_per_second(datasets, settings), "img/s", plain)
