@@ -215,12 +215,13 @@ class RunFiles:
         path = os.path.join(run_dir, "history.csv")
         # An existing file was left by an interrupted run and holds only the epochs of its
         # last checkpoint (RunDir.claim truncated it): continue it.
-        first_start = not os.path.exists(path)
+        first_start = not os.path.exists(path) or os.path.getsize(path) == 0
         self._history = open(path, "w" if first_start else "a", newline="")
         self._history_csv = csv.writer(self._history)
         self._writer = tf.summary.create_file_writer(run_dir)
         if first_start:
             self._history_csv.writerow(HISTORY_COLUMNS)
+            self._history.flush()
             write_layout(run_dir, GROUPS[arch])
 
     def write_epoch(self, epoch, logs, seconds):
