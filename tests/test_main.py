@@ -14,8 +14,6 @@ import tensorflow as tf
 
 from rwc_keras.layout import read_layout
 
-from .idx_files import write_mnist_like
-
 TRACKED = {"resnet18": 21, "vgg19bn": 17, "alexnet": 8}
 
 
@@ -23,13 +21,6 @@ def driver(*args, env=None, timeout=600):
     full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
     return subprocess.run([sys.executable, "-m", "rwc_keras.main", *args], capture_output=True,
                           text=True, env=full_env, timeout=timeout)
-
-
-@pytest.fixture(scope="module")
-def mnist_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("mnist")
-    write_mnist_like(folder, num_train=64, num_test=32)
-    return str(folder)
 
 
 def tiny_run(mnist_dir, logdir, arch="alexnet", *extra):

@@ -17,13 +17,6 @@ from .test_main import driver
 TRACKED_ALEXNET = 8
 
 
-@pytest.fixture(scope="module")
-def mnist_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("mnist")
-    write_mnist_like(folder, num_train=256, num_test=32)
-    return str(folder)
-
-
 def run_args(mnist_dir, logdir, *extra):
     # 16 steps per epoch; RWC every 3 steps, so measurements straddle epoch ends and the
     # snapshot at a kill is not simply the end-of-epoch weights.
