@@ -76,6 +76,8 @@ PAPER_TOP1 = {
     ("alexnet", "mnist"): 0.985,
     ("alexnet", "fashion_mnist"): 0.895,
 }
+# Curves spanning more than this factor are drawn on a log axis.
+LOG_SCALE_SPAN = 100
 # The groups each chart of the paper's figures shows. Other architectures: all groups at once.
 PANELS = {
     "resnet18": (("block1", "block2"), ("block2", "block3"), ("block3", "block4")),
@@ -531,6 +533,11 @@ def rwc_figure(run, metric):
                 ax.plot(x, mean, color=colour, linewidth=1.2, label=label)
                 ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.15, linewidth=0)
         ax.set_title(" vs ".join(groups))
+        positive = curves.loc[curves["mean"] > 0, "mean"]
+        # A few near-zero weights can make rwc spike by orders of magnitude: a log axis
+        # keeps the other curves readable (the band's negative part is then clipped).
+        if len(positive) and positive.max() > LOG_SCALE_SPAN * positive.min():
+            ax.set_yscale("log")
         ax.set_xlabel("epoch" if run.x == "epoch" else "optimizer step")
         ax.set_ylabel(METRIC_LABELS[metric])
         ax.legend()

@@ -380,6 +380,15 @@ def test_vgg_figure_has_one_chart_of_three_groups(tmp_path):
     assert "VGG-19-BN on CIFAR-10" in figure.get_suptitle()
 
 
+def test_rwc_spanning_decades_is_drawn_on_a_log_axis(tmp_path):
+    levels = dict(VGG_LEVELS)
+    linear = report.load_run(make_run(tmp_path / "a", "vgg19bn", "cifar10", levels)[0])
+    assert report.rwc_figure(linear, "rwc").axes[0].get_yscale() == "linear"
+    levels["later"] = [1000 * v for v in levels["early"]]  # a few near-zero weights do this
+    spiky = report.load_run(make_run(tmp_path / "b", "vgg19bn", "cifar10", levels)[0])
+    assert report.rwc_figure(spiky, "rwc").axes[0].get_yscale() == "log"
+
+
 def test_accuracy_figure(resnet):
     run, _, _ = resnet
     ax = report.accuracy_figure(run).axes[0]
