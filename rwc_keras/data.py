@@ -70,6 +70,10 @@ CROP_PADDING = 4
 
 DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
+# Batches prepared ahead, in parallel, while the model trains on the current one: a batch
+# takes milliseconds to make and a training step far longer, so a few always suffice.
+PARALLEL_BATCHES = 4
+
 # The host each dataset's TFDS builder downloads from (see its URL in tensorflow_datasets).
 DOWNLOAD_HOSTS = {
     "cifar10": ("www.cs.toronto.edu", 443),
@@ -383,8 +387,7 @@ class Datasets:
 
         ds = tf.data.Dataset.from_tensor_slices(order)
         ds = ds.batch(self.batch_size, drop_remainder=True).enumerate()
-        ds = ds.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.prefetch(tf.data.AUTOTUNE)
+        return _without_autotuning(ds.map(make_batch, num_parallel_calls=PARALLEL_BATCHES))
 
     def test(self):
         """The test batches in file order, not augmented; the last batch may be smaller.
@@ -398,8 +401,7 @@ class Datasets:
             return self._normalise(images), tf.gather(self._test[1], indices)
 
         ds = tf.data.Dataset.range(self.num_test).batch(self.batch_size)
-        ds = ds.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.prefetch(tf.data.AUTOTUNE)
+        return _without_autotuning(ds.map(make_batch, num_parallel_calls=PARALLEL_BATCHES))
 
     def _augment(self, images, seed):
         """Random flips (and crops for CIFAR) of a uint8 batch, one draw per image."""
@@ -414,6 +416,19 @@ class Datasets:
         if images.shape[1] != IMAGE_SIZE:
             images = tf.image.resize(images, (IMAGE_SIZE, IMAGE_SIZE), method="bilinear")
         return (images - self._mean) / self._std
+
+
+def _without_autotuning(ds):
+    """Prefetches ``PARALLEL_BATCHES`` batches, with tf.data's autotuning switched off.
+
+    Deleting an autotuned iterator waits for its tuning thread's next wake-up, which stalled
+    every epoch (training and test pass) by up to about 10 s on 2 CPU cores (TF 2.21, seen in
+    ``~RootDataset::Iterator``). Fixed parallelism has nothing to wait for and, at these batch
+    costs, loses no speed (``python -m rwc_keras.bench`` measures the pipeline alone).
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.prefetch(PARALLEL_BATCHES).with_options(options)
 
 
 def _random_crop(images, seed):
