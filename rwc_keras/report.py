@@ -233,7 +233,7 @@ CLAIM_RULES = """\
 Each claim compares group means. A group's mean is the mean, over the window's measurements,
 of its seed-mean curve (per seed the mean of the group's layers, then the mean over seeds).
 Windows: *all epochs*, and the *last half* of training (epochs > E/2 of E epochs, so at least
-the last epoch). `a < b` holds when a's mean is strictly lower. `a ≈ b` (the paper's "about
+the last epoch; with RWC measured per step, steps > half the last measured step). `a < b` holds when a's mean is strictly lower. `a ≈ b` (the paper's "about
 equal", "close") holds when |a − b| ≤ {tolerance} of the larger of the two means.
 "Later layers change more than earlier" is checked as: first conv group < last conv group.
 Claims naming two datasets compare each group between two run dirs of the same architecture
@@ -420,9 +420,26 @@ def load_run(path):
 # -- claims ----------------------------------------------------------------------------------
 
 
-def first_epoch(run, window):
-    """The first epoch of ``window`` ("all epochs" or "last half") in ``run``."""
-    return 1 if window == "all epochs" else run.epochs // 2 + 1
+def window_rows(run, rows, window):
+    """The rows of ``rows`` (a slice of ``run.aggregated``) inside ``window``.
+
+    "all epochs" keeps every row. "last half" keeps the epochs > E/2 of E epochs, or, when
+    RWC was measured per step, the steps > half the last measured step, so that a one-epoch
+    run has a last half too.
+    """
+    if window == "all epochs":
+        return rows
+    if run.x == "step":
+        return rows[rows["step"] > run.aggregated["step"].max() / 2]
+    return rows[rows["epoch"] > run.epochs // 2]
+
+
+def window_label(run, window):
+    """The window's name with the epochs (or steps) it covers, e.g. ``last half (6-10)``."""
+    kept = window_rows(run, run.aggregated, window)
+    if run.x == "step":
+        return f"{window} (steps {kept['step'].min():.0f}-{kept['step'].max():.0f})"
+    return f"{window} ({kept['epoch'].min()}-{run.epochs})"
 
 
 def group_means(run, metric, window):
@@ -431,18 +448,14 @@ def group_means(run, metric, window):
     Args:
         run: a `Run`.
         metric: ``"rwc"`` or ``"rwc_norm"``.
-        window: ``"all epochs"``, or ``"last half"`` (epochs > E/2).
+        window: ``"all epochs"`` or ``"last half"`` (see `window_rows`).
 
     Returns:
         A dict from group name to mean.
     """
     table = run.aggregated
-    rows = table[
-        (table["level"] == "group")
-        & (table["metric"] == metric)
-        & (table["epoch"] >= first_epoch(run, window))
-    ]
-    return rows.groupby("name")["mean"].mean().to_dict()
+    rows = table[(table["level"] == "group") & (table["metric"] == metric)]
+    return window_rows(run, rows, window).groupby("name")["mean"].mean().to_dict()
 
 
 def check_claim(claim, run, runs, metric, window, tolerance):
@@ -489,8 +502,7 @@ def claim_rows(run, runs, metric, tolerance):
             continue
         for window in WINDOWS:
             numbers, verdict = check_claim(claim, run, runs, metric, window, tolerance)
-            label = f"{window} ({first_epoch(run, window)}-{run.epochs})"
-            rows.append((str(claim), label, numbers, verdict))
+            rows.append((str(claim), window_label(run, window), numbers, verdict))
     return rows
 
 

@@ -328,6 +328,9 @@ def test_per_step_measurements_use_the_step_axis(tmp_path):
     curves = group_curves(layers, values["rwc"])
     got = report.group_means(run, "rwc", "last half")
     assert got["later"] == pytest.approx(window_mean(curves["later"], "last half", 3))
+    # Per step the last half is counted in steps, so a one-epoch run has one too.
+    assert report.window_label(run, "all epochs") == "all epochs (steps 10-180)"
+    assert report.window_label(run, "last half") == "last half (steps 100-180)"
     figure = report.rwc_figure(run, "rwc")
     assert figure.axes[0].get_xlabel() == "optimizer step"
 
