@@ -13,7 +13,8 @@ For each architecture (32x32x3 input, 10 classes) it prints one table with:
 4. images/s of the training driver's own loop (`rwc_keras.train.Trainer` on that pipeline,
    default strategy) against plain ``fit``;
 5. the training FLOP/s reached, as a fraction of a large matmul's FLOP/s measured in the
-   same run.
+   same run;
+6. plain ``fit`` again at the end: how much the machine's speed drifted meanwhile.
 
 Every timing is repeated ``--repeats`` times after an untimed warm-up (tracing, compiling)
 and reported as median, min and max. Ratios are median over median.
@@ -357,6 +358,10 @@ def bench_arch(arch, settings, peak):
               driver_images_per_second(arch, datasets, settings), "img/s", plain)
     table.add("training FLOP/s (plain fit)", [3 * forward * v / 1e9 for v in plain.values],
               "GFLOP/s", peak)
+    # The machine's own speed can drift during the minutes the rows above take; plain fit
+    # again at the end shows how far, i.e. which ratios to plain are within noise.
+    table.add("fit, plain, again at the end (drift check)", fit_images_per_second(model, settings),
+              "img/s", plain)
     return table
 
 

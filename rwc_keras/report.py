@@ -233,8 +233,9 @@ CLAIM_RULES = """\
 Each claim compares group means. A group's mean is the mean, over the window's measurements,
 of its seed-mean curve (per seed the mean of the group's layers, then the mean over seeds).
 Windows: *all epochs*, and the *last half* of training (epochs > E/2 of E epochs, so at least
-the last epoch; with RWC measured per step, steps > half the last measured step). `a < b` holds when a's mean is strictly lower. `a ≈ b` (the paper's "about
-equal", "close") holds when |a − b| ≤ {tolerance} of the larger of the two means.
+the last epoch; with RWC measured per step, steps > half the last measured step). `a < b`
+holds when a's mean is strictly lower. `a ≈ b` (the paper's "about equal", "close") holds
+when |a − b| ≤ {tolerance} of the larger of the two means.
 "Later layers change more than earlier" is checked as: first conv group < last conv group.
 Claims naming two datasets compare each group between two run dirs of the same architecture
 (each over its own window) and need both run dirs on the command line."""
@@ -514,6 +515,10 @@ def _title(run):
     return f"{arch} on {DATASET_NAMES.get(run.dataset, run.dataset)}"
 
 
+def _count(n, noun):
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def group_colour(run, group):
     """The matplotlib colour of ``group``: the same in every chart of the run."""
     return f"C{run.groups.index(group) % 10}"
@@ -555,7 +560,7 @@ def rwc_figure(run, metric):
         ax.legend()
     figure.suptitle(
         f"{_title(run)}: {metric} per layer\n"
-        f"mean ± 1 std over {len(run.seeds)} seeds, {run.epochs} epochs"
+        f"mean ± 1 std over {_count(len(run.seeds), 'seed')}, {_count(run.epochs, 'epoch')}"
     )
     return figure
 
@@ -647,9 +652,9 @@ def write_report(run, runs, tolerance):
     measurement = "per epoch" if run.x == "epoch" else "per optimizer step"
     sections = [
         f"# RWC report: {_title(run)}",
-        f"Seeds {', '.join(run.seeds)} ({len(run.seeds)}), {run.epochs} epochs, RWC measured "
-        f"{measurement}. Curves per layer and group: [{AGGREGATED_CSV}]({AGGREGATED_CSV}) "
-        "(std over seeds with ddof=0).",
+        f"Seeds {', '.join(run.seeds)} ({len(run.seeds)}), {_count(run.epochs, 'epoch')}, "
+        f"RWC measured {measurement}. Curves per layer and group: "
+        f"[{AGGREGATED_CSV}]({AGGREGATED_CSV}) (std over seeds with ddof=0).",
         "## Test accuracy at the end of training",
         markdown_table(ACCURACY_HEADER, [accuracy_row(run)]),
         "## The paper's claims",
@@ -689,7 +694,8 @@ def main(argv):
     for run in runs:
         table = write_report(run, by_key, _CLOSE_TOLERANCE.value)
         print(
-            f"{run.path}: {_title(run)}, {len(run.seeds)} seeds, {run.epochs} epochs -> "
+            f"{run.path}: {_title(run)}, {_count(len(run.seeds), 'seed')}, "
+            f"{_count(run.epochs, 'epoch')} -> "
             f"{os.path.join(run.path, REPORT_MD)}\n{table}"
         )
     if failed:

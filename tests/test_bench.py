@@ -23,6 +23,7 @@ ROWS = {
     "input pipeline alone (generated CIFAR-shaped data)": ("img/s", "fit, plain"),
     "driver Trainer epochs (pipeline + its loop)": ("img/s", "fit, plain"),
     "training FLOP/s (plain fit)": ("GFLOP/s", "matmul 256x256 float32"),
+    "fit, plain, again at the end (drift check)": ("img/s", "fit, plain"),
 }
 
 
