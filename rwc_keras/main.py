@@ -83,6 +83,11 @@ flags.register_validator(
     message="--rwc_every must be 'epoch' or a positive number of steps")
 flags.register_validator(
     "lr", lambda v: v is None or v > 0, message="--lr must be a positive number")
+# XLA refuses deterministic mode for the models' MaxPool gradients (checked with TF 2.21).
+flags.register_multi_flags_validator(
+    ["jit_compile", "deterministic"], lambda f: not (f["jit_compile"] and f["deterministic"]),
+    message="--jit_compile cannot be combined with --deterministic: XLA has no deterministic "
+            "MaxPool gradient; drop one of them")
 
 FLAGS = flags.FLAGS
 

@@ -129,9 +129,10 @@ def test_multi_worker_on_loopback_chief_alone_writes(mnist_dir, tmp_path):
     ("--seeds=1,x", ["seeds", "integers"]),
     ("--rwc_every=0", ["rwc_every", "epoch"]),
     ("--rwc_every=sometimes", ["rwc_every", "epoch"]),
+    ("--jit_compile --deterministic", ["--jit_compile", "--deterministic"]),
 ])
 def test_bad_flag_fails_fast_with_one_message(flag, words, tmp_path):
-    args = ["--arch=alexnet", f"--logdir={tmp_path / 'runs'}", flag]
+    args = ["--arch=alexnet", f"--logdir={tmp_path / 'runs'}", *flag.split()]
     start = time.monotonic()
     result = driver(*args)
     assert time.monotonic() - start < 30
