@@ -53,7 +53,8 @@ flags.DEFINE_integer("repeats", None, "Timed repetitions of every figure (defaul
                      "--quick: 3).", lower_bound=1)
 flags.DEFINE_integer("steps", None, "Training steps per timed epoch (default 20; --quick: 10).",
                      lower_bound=1)
-flags.DEFINE_bool("quick", False, "Fewer steps and repeats: about 4 minutes for alexnet on 2 CPU cores.")
+flags.DEFINE_bool("quick", False,
+                  "Fewer steps and repeats: about 4 minutes for alexnet on 2 CPU cores.")
 flags.DEFINE_bool("mixed_precision", False,
                   "Compute in bfloat16 with float32 variables (Keras 'mixed_bfloat16').")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the training step (fit and driver).")
