@@ -12,11 +12,21 @@ Where the data comes from (first source that has it wins):
    gives up; here a missing dataset fails in seconds with one ``DataUnavailableError``
    that lists every source tried.
 
-Preprocessing (the paper's protocol): every image is resized to 32x32 (MNIST-style
-28x28 images bilinearly, one channel kept), scaled to [0, 1] and normalised with the
-dataset's mean and std. Training batches are augmented: CIFAR with a random 32x32 crop of
-the image zero-padded by 4 pixels plus a random horizontal flip, MNIST and Fashion-MNIST
-with the flip only (the authors' code flips them too).
+Preprocessing: every image is resized to 32x32 (MNIST-style 28x28 images bilinearly, one
+channel kept), scaled to [0, 1] and then normalised as ``normalize`` says (``NORMALIZATIONS``):
+
+* ``"authors"`` (default): exactly the authors' loaders (their ``utils/data.py``): MNIST and
+  Fashion-MNIST are not normalised at all (pixels stay in [0, 1]); CIFAR-10 and CIFAR-100
+  are normalised with the ImageNet statistics (mean 0.485, 0.456, 0.406; std 0.229, 0.224,
+  0.225), not with CIFAR's own;
+* ``"dataset"``: each dataset's own per-channel mean and std;
+* ``"none"``: pixels in [0, 1] for every dataset.
+
+Training batches are augmented: CIFAR with a random 32x32 crop of the image zero-padded by
+4 pixels plus a random horizontal flip, MNIST and Fashion-MNIST with the flip only (the
+authors' code flips them too). The training set is shuffled every epoch unless
+``shuffle=False``, which feeds it in file order as the authors' ``DataLoader`` (built
+without ``shuffle=True``) did; augmentation stays random either way.
 
 Resumable by construction: the batches of training epoch ``e`` are a pure function of
 ``(seed, e)``. The example order is a permutation seeded with ``(seed, e)`` and the
@@ -49,6 +59,9 @@ class DatasetInfo:
         channels: image channels (3 for CIFAR, 1 for MNIST-style data).
         mean: per-channel mean of the training images scaled to [0, 1].
         std: per-channel standard deviation of the same.
+        authors_mean: the per-channel mean the authors' loader subtracts, or None when it
+            does not normalise this dataset.
+        authors_std: the per-channel std the authors' loader divides by, or None.
     """
 
     name: str
@@ -56,11 +69,32 @@ class DatasetInfo:
     channels: int
     mean: tuple
     std: tuple
+    authors_mean: tuple = None
+    authors_std: tuple = None
+
+    def normalization(self, normalize):
+        """``(mean, std)`` for one of ``NORMALIZATIONS``, or None for no normalisation."""
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(f"Unknown normalize={normalize!r}; valid values: "
+                             f"{', '.join(NORMALIZATIONS)}")
+        if normalize == "dataset":
+            return self.mean, self.std
+        if normalize == "authors" and self.authors_mean is not None:
+            return self.authors_mean, self.authors_std
+        return None
+
+
+NORMALIZATIONS = ("authors", "dataset", "none")
+# The authors' CIFAR loaders normalise with ImageNet's statistics, not CIFAR's.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 DATASETS = {
-    "cifar10": DatasetInfo("cifar10", 10, 3, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": DatasetInfo("cifar100", 100, 3, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "cifar10": DatasetInfo("cifar10", 10, 3, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+                           IMAGENET_MEAN, IMAGENET_STD),
+    "cifar100": DatasetInfo("cifar100", 100, 3, (0.5071, 0.4865, 0.4409),
+                            (0.2673, 0.2564, 0.2762), IMAGENET_MEAN, IMAGENET_STD),
     "mnist": DatasetInfo("mnist", 10, 1, (0.1307,), (0.3081,)),
     "fashion_mnist": DatasetInfo("fashion_mnist", 10, 1, (0.2860,), (0.3530,)),
 }
@@ -345,21 +379,25 @@ class Datasets:
         batch_size: global batch size.
         seed: the run's seed; with the epoch number it fixes the order and augmentation.
         source: where the arrays came from, for logs and reports.
+        normalize: one of ``NORMALIZATIONS`` (see the module docstring).
+        shuffle: shuffle the training set every epoch; False keeps file order.
     """
 
-    def __init__(self, info, train_arrays, test_arrays, batch_size, seed, source=""):
+    def __init__(self, info, train_arrays, test_arrays, batch_size, seed, source="",
+                 normalize="authors", shuffle=True):
         self.info = info
         self.batch_size = batch_size
         self.seed = seed
         self.source = source
+        self.normalize = normalize
+        self.shuffle = shuffle
+        self._normalization = info.normalization(normalize)
         self.num_train = len(train_arrays[0])
         self.num_test = len(test_arrays[0])
         # Decoded once and kept on the host; each batch gathers its examples from here.
         with tf.device("/cpu:0"):
             self._train = tuple(tf.constant(a) for a in train_arrays)
             self._test = tuple(tf.constant(a) for a in test_arrays)
-        self._mean = tf.constant(info.mean, tf.float32)
-        self._std = tf.constant(info.std, tf.float32)
 
     @property
     def steps_per_epoch(self):
@@ -367,7 +405,7 @@ class Datasets:
         return self.num_train // self.batch_size
 
     def train(self, epoch):
-        """The shuffled, augmented training batches of one epoch.
+        """The augmented training batches of one epoch, shuffled unless ``shuffle=False``.
 
         Args:
             epoch: the epoch number; the result depends only on it and the seed.
@@ -376,7 +414,10 @@ class Datasets:
             A ``tf.data.Dataset`` of ``(images, labels)``: float32 ``(batch, 32, 32, C)`` and
             int64 ``(batch,)``, every batch full (the remainder is dropped).
         """
-        order = np.random.default_rng([self.seed, epoch]).permutation(self.num_train)
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, epoch]).permutation(self.num_train)
+        else:
+            order = np.arange(self.num_train)
         epoch_seed = tf.constant([self.seed, epoch], tf.int64)
 
         def make_batch(batch_index, indices):
@@ -415,7 +456,10 @@ class Datasets:
         images = tf.cast(images, tf.float32) / 255.0
         if images.shape[1] != IMAGE_SIZE:
             images = tf.image.resize(images, (IMAGE_SIZE, IMAGE_SIZE), method="bilinear")
-        return (images - self._mean) / self._std
+        if self._normalization is None:
+            return images
+        mean, std = self._normalization
+        return (images - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
 
 
 def _without_autotuning(ds):
@@ -450,7 +494,8 @@ def _random_crop(images, seed):
 
 
 def make_datasets(
-    name, batch_size, seed, data_dir=None, max_train_examples=None, max_test_examples=None
+    name, batch_size, seed, data_dir=None, max_train_examples=None, max_test_examples=None,
+    normalize="authors", shuffle=True,
 ):
     """Loads a dataset and builds its training and test pipelines.
 
@@ -461,6 +506,9 @@ def make_datasets(
         data_dir: optional folder with raw files or TFDS data (see ``load_arrays``).
         max_train_examples: keep only the first this many training examples (quick runs).
         max_test_examples: keep only the first this many test examples.
+        normalize: one of ``NORMALIZATIONS``: ``"authors"`` (their loaders' preprocessing),
+            ``"dataset"`` (the dataset's own mean and std) or ``"none"`` ([0, 1] pixels).
+        shuffle: shuffle the training set every epoch (False: file order, as the authors).
 
     Returns:
         A ``Datasets``.
@@ -472,6 +520,8 @@ def make_datasets(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if name in DATASETS:
+        DATASETS[name].normalization(normalize)  # a bad value fails before the data loads
     ((x_train, y_train), (x_test, y_test)), source = _load_with_source(name, data_dir)
     x_train, y_train = x_train[:max_train_examples], y_train[:max_train_examples]
     x_test, y_test = x_test[:max_test_examples], y_test[:max_test_examples]
@@ -481,4 +531,5 @@ def make_datasets(
             "every epoch would be empty (raise max_train_examples or lower batch_size)"
         )
     logger.info("%s: %d train / %d test examples from %s", name, len(x_train), len(x_test), source)
-    return Datasets(DATASETS[name], (x_train, y_train), (x_test, y_test), batch_size, seed, source)
+    return Datasets(DATASETS[name], (x_train, y_train), (x_test, y_test), batch_size, seed, source,
+                    normalize=normalize, shuffle=shuffle)

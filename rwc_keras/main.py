@@ -44,6 +44,13 @@ flags.DEFINE_string("logdir", "runs", "Folder the runs are written under.")
 flags.DEFINE_string("data_dir", None,
                     "Folder with the raw dataset files (IDX or CIFAR python batches) or a "
                     "TFDS data dir.")
+flags.DEFINE_enum("normalize", "authors", ("authors", "dataset", "none"),
+                  "Input normalisation. authors: exactly the authors' loaders (MNIST and "
+                  "Fashion-MNIST unnormalised, CIFAR with ImageNet's mean and std); dataset: "
+                  "each dataset's own mean and std; none: pixels in [0, 1].")
+flags.DEFINE_bool("shuffle", True,
+                  "Shuffle the training set every epoch; --noshuffle feeds it in file order, "
+                  "as the authors' loaders did (augmentation stays random).")
 flags.DEFINE_string("rwc_every", "epoch", "Measure RWC every 'epoch' or every N optimizer steps.")
 flags.DEFINE_integer("max_train_examples", None, "Use only the first N training examples.",
                      lower_bound=1)
@@ -62,7 +69,7 @@ flags.mark_flag_as_required("arch")
 
 # The flags that define a run, in the order flags.cfg lists them.
 RUN_FLAGS = ("arch", "dataset", "epochs", "seeds", "batch_size", "lr", "momentum",
-             "weight_decay", "strategy", "logdir", "data_dir", "rwc_every",
+             "weight_decay", "strategy", "logdir", "data_dir", "normalize", "shuffle", "rwc_every",
              "max_train_examples", "max_test_examples", "jit_compile", "mixed_precision",
              "deterministic", "cpu_devices")
 
@@ -179,7 +186,8 @@ def run_all():
             jit_compile=FLAGS.jit_compile, mixed_precision=FLAGS.mixed_precision)
         datasets = make_datasets(dataset, FLAGS.batch_size, seed, data_dir=FLAGS.data_dir,
                                  max_train_examples=FLAGS.max_train_examples,
-                                 max_test_examples=FLAGS.max_test_examples)
+                                 max_test_examples=FLAGS.max_test_examples,
+                                 normalize=FLAGS.normalize, shuffle=FLAGS.shuffle)
         run_dir = RunDir(os.path.join(FLAGS.logdir, f"{arch}_{dataset}", f"seed_{seed}"),
                          seed_flagfile(config), writer=is_chief(strategy))
         try:
