@@ -43,11 +43,12 @@ from absl import app, flags
 
 from rwc_keras.callback import RWCCallback
 from rwc_keras.data import DATASETS, Datasets
-from rwc_keras.models import ARCHITECTURES, build_model
+from rwc_keras import spec
+from rwc_keras.models import build_model
 from rwc_keras.optimizer import TorchSGD
 from rwc_keras.train import RunConfig, Trainer
 
-flags.DEFINE_list("archs", list(ARCHITECTURES), "Architectures to benchmark.")
+flags.DEFINE_list("archs", list(spec.ARCHITECTURES), "Architectures to benchmark.")
 flags.DEFINE_integer("batch_size", 128, "Batch size.", lower_bound=1)
 flags.DEFINE_integer("repeats", None, "Timed repetitions of every figure (default 5; "
                      "--quick: 3).", lower_bound=1)
@@ -62,8 +63,8 @@ flags.DEFINE_integer("matmul_size", 4096, "Side of the square matmul giving the 
                      "FLOP/s.", lower_bound=1)
 flags.DEFINE_string("output", None, "Also write the header and tables as markdown here.")
 flags.register_validator(
-    "archs", lambda archs: bool(archs) and set(archs) <= set(ARCHITECTURES),
-    message=f"--archs must be a comma-separated subset of {','.join(ARCHITECTURES)}")
+    "archs", lambda archs: bool(archs) and set(archs) <= set(spec.ARCHITECTURES),
+    message=f"--archs must be a comma-separated subset of {','.join(spec.ARCHITECTURES)}")
 
 FLAGS = flags.FLAGS
 
@@ -303,7 +304,7 @@ def bench_arch(arch, settings, peak):
     """Measures everything for one architecture; returns its Table.
 
     Args:
-        arch: one of ``ARCHITECTURES``.
+        arch: a name of ``rwc_keras.spec.ARCHITECTURES``.
         settings: the `Settings`.
         peak: the matmul Row of the training compute dtype, for the FLOP/s fraction.
     """

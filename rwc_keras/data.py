@@ -5,7 +5,8 @@ Where the data comes from (first source that has it wins):
 1. the original raw files in ``data_dir`` (or ``data_dir/<name>/``): the four MNIST-style
    IDX files (gzipped or not), CIFAR-10's ``cifar-10-batches-py`` or CIFAR-100's
    ``cifar-100-python`` pickles;
-2. Fashion-MNIST only: Debian's ``/usr/share/datasets/fashion-mnist/``
+2. a Debian package's folder, where the dataset has one (``spec.Dataset.debian_dir``):
+   Fashion-MNIST's ``/usr/share/datasets/fashion-mnist/``
    (``apt-get install dataset-fashion-mnist``);
 3. TensorFlow Datasets: data already prepared in its data dir, or a download, tried only
    when the download host answers. An offline ``tfds.load`` retries for minutes before it
@@ -34,7 +35,6 @@ augmentation uses stateless random ops seeded with ``(seed, e, batch index)``, s
 resumed at epoch ``e`` sees exactly the data an uninterrupted run would.
 """
 
-import dataclasses
 import gzip
 import logging
 import os
@@ -46,75 +46,20 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from rwc_keras import spec
+
 logger = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass(frozen=True)
-class DatasetInfo:
-    """What the model and the preprocessing need to know about one dataset.
-
-    Args:
-        name: the dataset's name, as TFDS spells it.
-        num_classes: number of labels.
-        channels: image channels (3 for CIFAR, 1 for MNIST-style data).
-        mean: per-channel mean of the training images scaled to [0, 1].
-        std: per-channel standard deviation of the same.
-        authors_mean: the per-channel mean the authors' loader subtracts, or None when it
-            does not normalise this dataset.
-        authors_std: the per-channel std the authors' loader divides by, or None.
-    """
-
-    name: str
-    num_classes: int
-    channels: int
-    mean: tuple
-    std: tuple
-    authors_mean: tuple = None
-    authors_std: tuple = None
-
-    def normalization(self, normalize):
-        """``(mean, std)`` for one of ``NORMALIZATIONS``, or None for no normalisation."""
-        if normalize not in NORMALIZATIONS:
-            raise ValueError(f"Unknown normalize={normalize!r}; valid values: "
-                             f"{', '.join(NORMALIZATIONS)}")
-        if normalize == "dataset":
-            return self.mean, self.std
-        if normalize == "authors" and self.authors_mean is not None:
-            return self.authors_mean, self.authors_std
-        return None
-
-
-NORMALIZATIONS = ("authors", "dataset", "none")
-# The authors' CIFAR loaders normalise with ImageNet's statistics, not CIFAR's.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-DATASETS = {
-    "cifar10": DatasetInfo("cifar10", 10, 3, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
-                           IMAGENET_MEAN, IMAGENET_STD),
-    "cifar100": DatasetInfo("cifar100", 100, 3, (0.5071, 0.4865, 0.4409),
-                            (0.2673, 0.2564, 0.2762), IMAGENET_MEAN, IMAGENET_STD),
-    "mnist": DatasetInfo("mnist", 10, 1, (0.1307,), (0.3081,)),
-    "fashion_mnist": DatasetInfo("fashion_mnist", 10, 1, (0.2860,), (0.3530,)),
-}
-
-IMAGE_SIZE = 32
+# The datasets, their statistics and where their files are: rwc_keras.spec.
+DATASETS = spec.DATASETS
+NORMALIZATIONS = spec.NORMALIZATIONS
+IMAGE_SIZE = spec.IMAGE_SIZE
 CROP_PADDING = 4
-
-DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
 # Batches prepared ahead, in parallel, while the model trains on the current one: a batch
 # takes milliseconds to make and a training step far longer, so a few always suffice.
 PARALLEL_BATCHES = 4
-
-# The host each dataset's TFDS builder downloads from (see its URL in tensorflow_datasets).
-DOWNLOAD_HOSTS = {
-    "cifar10": ("www.cs.toronto.edu", 443),
-    "cifar100": ("www.cs.toronto.edu", 443),
-    "mnist": ("storage.googleapis.com", 443),
-    "fashion_mnist": ("fashion-mnist.s3-website.eu-central-1.amazonaws.com", 80),
-}
 
 _IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -227,18 +172,19 @@ def _existing(folder, names, gzipped_too=False):
 
 def _read_raw_folder(name, folder):
     """The dataset's train and test arrays from raw files in ``folder``, or None if absent."""
-    if name in ("mnist", "fashion_mnist"):
+    raw_format = DATASETS[name].raw_format
+    if raw_format == "idx":
         paths = _existing(folder, _IDX_FILES["train"] + _IDX_FILES["test"], gzipped_too=True)
         if paths is None:
             return None
         return _read_idx_split(*paths[:2]), _read_idx_split(*paths[2:])
-    if name == "cifar10":
+    if raw_format == "cifar10":
         for sub in ("cifar-10-batches-py", ""):
             paths = _existing(os.path.join(folder, sub), _CIFAR10_TRAIN_FILES + ("test_batch",))
             if paths is not None:
                 train = _concat([_read_cifar_pickle(p, b"labels") for p in paths[:5]])
                 return train, _read_cifar_pickle(paths[5], b"labels")
-    if name == "cifar100":
+    if raw_format == "cifar100":
         for sub in ("cifar-100-python", ""):
             paths = _existing(os.path.join(folder, sub), ("train", "test"))
             if paths is not None:
@@ -246,12 +192,15 @@ def _read_raw_folder(name, folder):
     return None
 
 
+_EXPECTED_FILES = {
+    "idx": ", ".join(f + "[.gz]" for f in _IDX_FILES["train"] + _IDX_FILES["test"]),
+    "cifar10": "cifar-10-batches-py/data_batch_1..5 and test_batch",
+    "cifar100": "cifar-100-python/train and test",
+}
+
+
 def _expected_files(name):
-    if name in ("mnist", "fashion_mnist"):
-        return ", ".join(f + "[.gz]" for f in _IDX_FILES["train"] + _IDX_FILES["test"])
-    if name == "cifar10":
-        return "cifar-10-batches-py/data_batch_1..5 and test_batch"
-    return "cifar-100-python/train and test"
+    return _EXPECTED_FILES[DATASETS[name].raw_format]
 
 
 # ---------------------------------------------------------------------------------------
@@ -286,8 +235,7 @@ def _load_tfds(name, data_dir, download):
 
 def _load_with_source(name, data_dir):
     """Returns ``(arrays, source)``: the data as ``load_arrays`` gives it and where it came from."""
-    if name not in DATASETS:
-        raise ValueError(f"Unknown dataset {name!r}; valid names: {', '.join(sorted(DATASETS))}")
+    info = spec.dataset(name)
     tried = []
 
     if data_dir is not None:
@@ -310,20 +258,20 @@ def _load_with_source(name, data_dir):
             f"(expected {_expected_files(name)})"
         )
 
-    if name == "fashion_mnist":
+    if info.debian_dir:
         arrays = None
-        if os.path.isdir(DEBIAN_FASHION_MNIST_DIR):
-            arrays = _read_raw_folder(name, DEBIAN_FASHION_MNIST_DIR)
+        if os.path.isdir(info.debian_dir):
+            arrays = _read_raw_folder(name, info.debian_dir)
         if arrays is not None:
-            return arrays, f"Debian's {DEBIAN_FASHION_MNIST_DIR}"
-        tried.append(f"Debian's {DEBIAN_FASHION_MNIST_DIR}: not installed")
+            return arrays, f"Debian's {info.debian_dir}"
+        tried.append(f"Debian's {info.debian_dir}: not installed")
 
     tfds_dir = data_dir or tfds.core.constants.DATA_DIR
     try:
         return _load_tfds(name, data_dir, download=False), f"TFDS data prepared in {tfds_dir}"
     except AssertionError:  # TFDS's way of saying "not prepared in this data dir"
         pass
-    host, port = DOWNLOAD_HOSTS[name]
+    host, port = info.download_host
     if not host_reachable(host, port):
         tried.append(
             f"TFDS: not prepared in {tfds_dir}, and no download because {host}:{port} "
@@ -336,8 +284,8 @@ def _load_with_source(name, data_dir):
             tried.append(f"TFDS: download into {tfds_dir} failed ({type(e).__name__}: {e})")
 
     how = [f"put the original files ({_expected_files(name)}) in --data_dir"]
-    if name == "fashion_mnist":
-        how.insert(0, "`apt-get install dataset-fashion-mnist`")
+    if info.debian_dir:
+        how.insert(0, f"`apt-get install {info.debian_package}`")
     how.append("run once where TFDS can download it, then point --data_dir at the TFDS data dir")
     raise DataUnavailableError(
         f"Dataset {name!r} is not available. Sources tried: "
@@ -359,7 +307,8 @@ def load_arrays(name, data_dir=None):
         and int64 labels.
 
     Raises:
-        ValueError: unknown dataset name, or a raw file that is corrupt.
+        rwc_keras.spec.SchemaError: unknown dataset name.
+        ValueError: a raw file that is corrupt.
         DataUnavailableError: no source has the data.
     """
     return _load_with_source(name, data_dir)[0]
@@ -373,7 +322,7 @@ class Datasets:
     """The training and test pipelines of one dataset, batched for one global batch size.
 
     Args:
-        info: the dataset's ``DatasetInfo``.
+        info: the dataset's `rwc_keras.spec.Dataset`.
         train_arrays: ``(images, labels)``, uint8 NHWC images at the original size.
         test_arrays: the same for the test split.
         batch_size: global batch size.
@@ -520,8 +469,7 @@ def make_datasets(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    if name in DATASETS:
-        DATASETS[name].normalization(normalize)  # a bad value fails before the data loads
+    spec.dataset(name).normalization(normalize)  # bad values fail before the data loads
     ((x_train, y_train), (x_test, y_test)), source = _load_with_source(name, data_dir)
     x_train, y_train = x_train[:max_train_examples], y_train[:max_train_examples]
     x_test, y_test = x_test[:max_test_examples], y_test[:max_test_examples]

@@ -14,20 +14,12 @@ import sys
 
 from absl import app, flags, logging
 
-ARCHS = ("resnet18", "vgg19bn", "alexnet")
-DATASETS = ("cifar10", "cifar100", "mnist", "fashion_mnist")
+from rwc_keras import spec
+
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 
-# Paper, Table 1: learning rate per (arch, dataset) and weight decay per arch.
-TABLE1_LR = {
-    "resnet18": dict(cifar10=0.1, cifar100=0.1, mnist=0.1, fashion_mnist=0.1),
-    "vgg19bn": dict(cifar10=0.05, cifar100=0.05, mnist=0.05, fashion_mnist=0.05),
-    "alexnet": dict(cifar10=0.001, cifar100=0.01, mnist=0.1, fashion_mnist=0.1),
-}
-TABLE1_WEIGHT_DECAY = {"resnet18": 1e-4, "vgg19bn": 5e-4, "alexnet": 1e-4}
-
-flags.DEFINE_enum("arch", None, ARCHS, "Network to train.")
-flags.DEFINE_enum("dataset", "cifar10", DATASETS, "Dataset to train on.")
+flags.DEFINE_enum("arch", None, list(spec.ARCHITECTURES), "Network to train.")
+flags.DEFINE_enum("dataset", "cifar10", list(spec.DATASETS), "Dataset to train on.")
 flags.DEFINE_integer("epochs", 150, "Epochs per seed.", lower_bound=1)
 flags.DEFINE_list("seeds", ["0", "42", "123", "1000", "1234"], "Seeds; one run per seed.")
 flags.DEFINE_integer("batch_size", 128, "Global batch size (split across replicas).",
@@ -44,7 +36,7 @@ flags.DEFINE_string("logdir", "runs", "Folder the runs are written under.")
 flags.DEFINE_string("data_dir", None,
                     "Folder with the raw dataset files (IDX or CIFAR python batches) or a "
                     "TFDS data dir.")
-flags.DEFINE_enum("normalize", "authors", ("authors", "dataset", "none"),
+flags.DEFINE_enum("normalize", "authors", spec.NORMALIZATIONS,
                   "Input normalisation. authors: exactly the authors' loaders (MNIST and "
                   "Fashion-MNIST unnormalised, CIFAR with ImageNet's mean and std); dataset: "
                   "each dataset's own mean and std; none: pixels in [0, 1].")
@@ -164,9 +156,9 @@ def run_all():
     from rwc_keras.train import RunConfig, is_chief, run
 
     arch, dataset = FLAGS.arch, FLAGS.dataset
-    lr = FLAGS.lr if FLAGS.lr is not None else TABLE1_LR[arch][dataset]
+    lr = FLAGS.lr if FLAGS.lr is not None else spec.table1_lr(arch, dataset)
     weight_decay = (FLAGS.weight_decay if FLAGS.weight_decay is not None
-                    else TABLE1_WEIGHT_DECAY[arch])
+                    else spec.architecture(arch).weight_decay)
     if FLAGS.deterministic:
         import tensorflow as tf
 
@@ -218,7 +210,8 @@ def main(argv):
 
     try:
         run_all()
-    except (UsageError, DataUnavailableError, RunDirError, TrainingDiverged, ValueError) as error:
+    except (UsageError, spec.SchemaError, DataUnavailableError, RunDirError, TrainingDiverged,
+            ValueError) as error:
         sys.exit(f"rwc_keras.main: error: {error}")
 
 

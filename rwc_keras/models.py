@@ -1,4 +1,4 @@
-"""The paper's three CIFAR-style networks as Keras models (SPEC 2).
+"""The paper's three CIFAR-style networks as Keras models (``docs/paper_facts.md``, section 2).
 
 Each model matches the authors' PyTorch model: the same layers, the same trainable parameter
 count and PyTorch's initialisation (RWC depends on the weights' scale). Every tracked kernel
@@ -14,14 +14,7 @@ import math
 import keras
 from keras import layers
 
-ARCHITECTURES = ("resnet18", "vgg19bn", "alexnet")
-
-# Figure groups of each architecture, in plotting order (SPEC 2).
-GROUPS = {
-    "resnet18": ("stem", "block1", "block2", "block3", "block4", "head"),
-    "vgg19bn": ("early", "middle", "later", "head"),
-    "alexnet": ("early", "middle", "later", "head"),
-}
+from rwc_keras import spec
 
 # PyTorch's BatchNorm: eps 1e-5, running-average momentum 0.1 (0.9 in Keras terms).
 BN_EPSILON = 1e-5
@@ -156,14 +149,12 @@ def alexnet(inputs, num_classes, groups):
     return torch_dense(x, num_classes, "fc3")
 
 
-BUILDERS = {"resnet18": resnet18, "vgg19bn": vgg19bn, "alexnet": alexnet}
-
-
 def build_model(arch, input_shape=(32, 32, 3), num_classes=10):
     """Builds one of the paper's networks as a functional Keras model returning logits.
 
     Args:
-        arch: "resnet18", "vgg19bn" or "alexnet".
+        arch: a name of ``rwc_keras.spec.ARCHITECTURES``, whose ``builder`` names the
+            function here that builds it.
         input_shape: (height, width, channels); the paper uses 32x32 with 1 or 3 channels.
         num_classes: width of the output layer.
 
@@ -177,11 +168,10 @@ def build_model(arch, input_shape=(32, 32, 3), num_classes=10):
         model.compile(...); model.fit(..., callbacks=[RWCCallback()])
         ```
     """
-    if arch not in BUILDERS:
-        raise ValueError(f"unknown arch {arch!r}; valid: {', '.join(ARCHITECTURES)}")
+    builder = globals()[spec.architecture(arch).builder]
     inputs = keras.Input(tuple(input_shape), name="images")
     layer_groups = {}
-    logits = BUILDERS[arch](inputs, num_classes, layer_groups)
+    logits = builder(inputs, num_classes, layer_groups)
     # Under a mixed-precision policy the logits (and so the loss) stay in float32.
     logits = layers.Activation("linear", dtype="float32", name="logits")(logits)
     model = keras.Model(inputs, logits, name=arch)

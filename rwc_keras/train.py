@@ -20,7 +20,8 @@ from absl import logging
 
 from rwc_keras.callback import RWCCallback
 from rwc_keras.layout import write_layout
-from rwc_keras.models import GROUPS, build_model
+from rwc_keras import spec
+from rwc_keras.models import build_model
 from rwc_keras.optimizer import TorchSGD
 from rwc_keras.rundir import make_checkpoint
 
@@ -222,7 +223,7 @@ class RunFiles:
         if first_start:
             self._history_csv.writerow(HISTORY_COLUMNS)
             self._history.flush()
-            write_layout(run_dir, GROUPS[arch])
+            write_layout(run_dir, spec.architecture(arch).groups)
 
     def write_epoch(self, epoch, logs, seconds):
         self._history_csv.writerow(

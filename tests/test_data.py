@@ -4,6 +4,7 @@ Nothing here touches the network: TFDS runs under ``tfds.testing.mock_data`` and
 download-host check is patched to report "unreachable" (see the autouse fixture).
 """
 
+import dataclasses
 import gzip
 import os
 import pickle
@@ -15,7 +16,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from rwc_keras import data
+from rwc_keras import data, spec
 
 from .idx_files import write_idx, write_mnist_like
 
@@ -31,7 +32,9 @@ def offline(monkeypatch):
 @pytest.fixture
 def no_debian(monkeypatch, tmp_path):
     """Hides Debian's Fashion-MNIST, so the mocked TFDS is the only source."""
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST_DIR", str(tmp_path / "no-debian"))
+    absent = dataclasses.replace(spec.DATASETS["fashion_mnist"],
+                                 debian_dir=str(tmp_path / "no-debian"))
+    monkeypatch.setitem(spec.DATASETS, "fashion_mnist", absent)
 
 
 def batches(ds):
@@ -44,7 +47,7 @@ def transform(raw, info, offset=(PAD, PAD), flip=False, normalize="authors"):
 
     Args:
         raw: one uint8 image HWC at the original size.
-        info: the dataset's DatasetInfo.
+        info: the dataset's rwc_keras.spec.Dataset.
         offset: top-left corner of the crop in the zero-padded image (CIFAR only);
             (PAD, PAD) is the uncropped image.
         flip: mirror left-right.
@@ -316,10 +319,9 @@ def test_corrupt_cifar_file_is_reported(tmp_path):
 
 
 def test_real_fashion_mnist_from_debian():
-    if not os.path.isdir(data.DEBIAN_FASHION_MNIST_DIR):
-        pytest.skip(
-            f"{data.DEBIAN_FASHION_MNIST_DIR} is absent: `apt-get install dataset-fashion-mnist`"
-        )
+    info = spec.DATASETS["fashion_mnist"]
+    if not os.path.isdir(info.debian_dir):
+        pytest.skip(f"{info.debian_dir} is absent: `apt-get install {info.debian_package}`")
     ds = data.make_datasets("fashion_mnist", batch_size=500, seed=0)
     assert ds.source.startswith("Debian")
     assert (ds.num_train, ds.num_test) == (60_000, 10_000)
@@ -374,7 +376,7 @@ def test_unavailable_fashion_mnist_names_the_debian_package(tmp_path, no_debian)
     with pytest.raises(data.DataUnavailableError) as error:
         data.load_arrays("fashion_mnist", data_dir=str(tmp_path))
     assert "apt-get install dataset-fashion-mnist" in str(error.value)
-    assert data.DEBIAN_FASHION_MNIST_DIR in str(error.value)
+    assert "no-debian: not installed" in str(error.value)
 
 
 def test_tfds_download_only_when_host_reachable(monkeypatch):

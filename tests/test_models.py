@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from rwc_keras.models import BN_EPSILON, BN_MOMENTUM, GROUPS, build_model
+from rwc_keras import spec
+from rwc_keras.models import BN_EPSILON, BN_MOMENTUM, build_model
 
 # SPEC 2's table; the (100 classes, 1 channel) column is derived from it: one input channel
 # fewer removes the same 3*3*64 first-conv weights as in the 10-class case.
@@ -49,7 +50,7 @@ def test_every_tracked_kernel_has_its_paper_group(arch):
     for group in model.rwc_groups.values():
         sizes[group] = sizes.get(group, 0) + 1
     assert sizes == EXPECTED_GROUPS[arch]
-    assert tuple(sizes) == GROUPS[arch]  # groups appear in network order
+    assert tuple(sizes) == spec.architecture(arch).groups  # groups appear in network order
 
 
 def test_group_boundaries_follow_spec():

@@ -1,0 +1,235 @@
+"""The experiment schema: every fact about architectures, datasets and run folders, once.
+
+Everything else reads this module: the flags of ``rwc_keras.main`` take their choices from
+it, ``rwc_keras.models`` finds each architecture's builder by the name written here,
+``rwc_keras.data`` each dataset's reader and statistics, the callback and the driver the file
+names, CSV columns and TensorBoard tags, the report the groups, panels, paper accuracies and
+claims. It imports no TensorFlow, so flag validation stays instant.
+
+Adding an architecture is one `Architecture` entry here plus one builder function in
+``rwc_keras.models``; adding a dataset is one `Dataset` entry plus, when its raw files have a
+new layout, one reader in ``rwc_keras.data``. ``tests/test_spec.py`` checks that the schema
+and the code agree.
+
+Where the facts come from (the paper, Table 1 and the authors' code): ``docs/paper_facts.md``.
+"""
+
+import dataclasses
+
+
+class SchemaError(ValueError):
+    """A name the schema does not know, or a combination it has no value for."""
+
+
+# -- architectures ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """One of the paper's networks.
+
+    Attributes:
+        name: the ``--arch`` value.
+        title: its name in figures and reports.
+        builder: the name of the function in ``rwc_keras.models`` that builds it.
+        groups: its layer groups, in plotting order (``docs/paper_facts.md``, section 2).
+        panels: the groups each chart of the paper's figures shows together.
+        lr: Table 1's learning rate per dataset.
+        weight_decay: Table 1's (PyTorch-style, coupled) weight decay.
+        paper_top1: the final test top-1 accuracy the paper reports, per dataset.
+    """
+
+    name: str
+    title: str
+    builder: str
+    groups: tuple
+    panels: tuple
+    lr: dict
+    weight_decay: float
+    paper_top1: dict
+
+
+ARCHITECTURES = {
+    arch.name: arch
+    for arch in (
+        Architecture(
+            name="resnet18", title="ResNet-18", builder="resnet18",
+            groups=("stem", "block1", "block2", "block3", "block4", "head"),
+            panels=(("block1", "block2"), ("block2", "block3"), ("block3", "block4")),
+            lr=dict(cifar10=0.1, cifar100=0.1, mnist=0.1, fashion_mnist=0.1),
+            weight_decay=1e-4,
+            paper_top1=dict(cifar10=0.91, cifar100=0.64, mnist=0.99, fashion_mnist=0.92),
+        ),
+        Architecture(
+            name="vgg19bn", title="VGG-19-BN", builder="vgg19bn",
+            groups=("early", "middle", "later", "head"),
+            panels=(("early", "middle", "later"),),
+            lr=dict(cifar10=0.05, cifar100=0.05, mnist=0.05, fashion_mnist=0.05),
+            weight_decay=5e-4,
+            paper_top1=dict(cifar10=0.905, cifar100=0.636, mnist=0.985, fashion_mnist=0.916),
+        ),
+        Architecture(
+            name="alexnet", title="AlexNet", builder="alexnet",
+            groups=("early", "middle", "later", "head"),
+            panels=(("early", "middle", "later"),),
+            lr=dict(cifar10=0.001, cifar100=0.01, mnist=0.1, fashion_mnist=0.1),
+            weight_decay=1e-4,
+            paper_top1=dict(cifar10=0.81, cifar100=0.53, mnist=0.985, fashion_mnist=0.895),
+        ),
+    )
+}
+
+
+def architecture(name):
+    """The `Architecture` called ``name``; a `SchemaError` naming the valid ones otherwise."""
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise SchemaError(f"unknown architecture {name!r}; valid: "
+                          f"{', '.join(ARCHITECTURES)}") from None
+
+
+# -- datasets -----------------------------------------------------------------------------
+
+# The authors' CIFAR loaders normalise with ImageNet's statistics, not CIFAR's own.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Input normalisations (``--normalize``): the authors' loaders, the dataset's own mean and
+# std, or none at all ([0, 1] pixels).
+NORMALIZATIONS = ("authors", "dataset", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """One of the paper's datasets.
+
+    Attributes:
+        name: the ``--dataset`` value, as TFDS spells it.
+        title: its name in figures and reports.
+        num_classes: number of labels.
+        channels: image channels (3 for CIFAR, 1 for MNIST-style data).
+        mean: per-channel mean of the training images scaled to [0, 1].
+        std: per-channel standard deviation of the same.
+        authors_mean: the per-channel mean the authors' loader subtracts, or None when it
+            does not normalise this dataset.
+        authors_std: the per-channel std the authors' loader divides by, or None.
+        raw_format: the layout of the original files, which names the reader in
+            ``rwc_keras.data`` (``"idx"``, ``"cifar10"`` or ``"cifar100"``).
+        debian_package: the Debian package that ships the original files, or None.
+        debian_dir: where that package puts them.
+        download_host: ``(host, port)`` the TFDS builder downloads from.
+    """
+
+    name: str
+    title: str
+    num_classes: int
+    channels: int
+    mean: tuple
+    std: tuple
+    authors_mean: tuple | None
+    authors_std: tuple | None
+    raw_format: str
+    debian_package: str | None
+    debian_dir: str | None
+    download_host: tuple
+
+    def normalization(self, normalize):
+        """``(mean, std)`` for one of ``NORMALIZATIONS``, or None for no normalisation."""
+        if normalize not in NORMALIZATIONS:
+            raise SchemaError(f"unknown normalize={normalize!r}; valid: "
+                              f"{', '.join(NORMALIZATIONS)}")
+        if normalize == "dataset":
+            return self.mean, self.std
+        if normalize == "authors" and self.authors_mean is not None:
+            return self.authors_mean, self.authors_std
+        return None
+
+
+DATASETS = {
+    dataset.name: dataset
+    for dataset in (
+        Dataset("cifar10", "CIFAR-10", 10, 3, (0.4914, 0.4822, 0.4465),
+                (0.2470, 0.2435, 0.2616), IMAGENET_MEAN, IMAGENET_STD,
+                "cifar10", None, None, ("www.cs.toronto.edu", 443)),
+        Dataset("cifar100", "CIFAR-100", 100, 3, (0.5071, 0.4865, 0.4409),
+                (0.2673, 0.2564, 0.2762), IMAGENET_MEAN, IMAGENET_STD,
+                "cifar100", None, None, ("www.cs.toronto.edu", 443)),
+        Dataset("mnist", "MNIST", 10, 1, (0.1307,), (0.3081,), None, None,
+                "idx", None, None, ("storage.googleapis.com", 443)),
+        Dataset("fashion_mnist", "Fashion-MNIST", 10, 1, (0.2860,), (0.3530,), None, None,
+                "idx", "dataset-fashion-mnist", "/usr/share/datasets/fashion-mnist",
+                ("fashion-mnist.s3-website.eu-central-1.amazonaws.com", 80)),
+    )
+}
+
+# Every image is resized to this square size (the paper's CIFAR-style 32x32 input).
+IMAGE_SIZE = 32
+
+
+def dataset(name):
+    """The `Dataset` called ``name``; a `SchemaError` naming the valid ones otherwise."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise SchemaError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}") from None
+
+
+def table1_lr(arch, dataset_name):
+    """Table 1's learning rate for an architecture on a dataset.
+
+    Raises:
+        SchemaError: the architecture is unknown, or Table 1 has no learning rate for the
+            pair (a dataset the paper did not train it on); the message says to pass --lr.
+    """
+    lrs = architecture(arch).lr
+    if dataset_name not in lrs:
+        raise SchemaError(f"Table 1 has no learning rate for {arch} on {dataset_name!r} "
+                          f"(it has one for {', '.join(lrs)}); pass --lr")
+    return lrs[dataset_name]
+
+
+# -- the run folder -----------------------------------------------------------------------
+# <logdir>/<arch>_<dataset>/ holds one seed_<seed>/ folder per seed and the report's files.
+
+RUN_FOLDER = "{arch}_{dataset}"
+SEED_FOLDER = "seed_{seed}"
+SEED_GLOB = "seed_*"
+
+# Written by RWCCallback.
+RWC_CSV = "rwc.csv"
+RWC_COLUMNS = ("epoch", "step", "layer", "group", "rwc", "rwc_norm", "zeros", "size")
+# The two RWC definitions, each a CSV column and a TensorBoard tag family.
+RWC_METRICS = ("rwc", "rwc_norm")
+# Written by the training driver, per seed.
+HISTORY_CSV = "history.csv"
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_top1", "train_top5",
+                   "test_loss", "test_top1", "test_top5", "seconds")
+METRICS_JSON = "metrics.json"
+FLAGS_CFG = "flags.cfg"
+CHECKPOINT_DIR = "checkpoint"
+# Written by the report, per run folder.
+AGGREGATED_CSV = "rwc_aggregated.csv"
+REPORT_MD = "report.md"
+ACCURACY_PNG = "accuracy.png"
+LAYERS_PNG = "{metric}_layers.png"
+
+
+def layer_tag(metric, group, layer):
+    """TensorBoard tag of one layer's curve: ``<metric>/<group>/<layer>`` (no empty group)."""
+    return f"{metric}/{group}/{layer}" if group else f"{metric}/{layer}"
+
+
+def group_mean_tag(metric, group):
+    """TensorBoard tag of a group's mean curve: ``<metric>_mean/<group>``."""
+    return f"{metric}_mean/{group}"
+
+
+def accuracy_tag(split, metric):
+    """TensorBoard tag of a training-driver curve, e.g. ``test/top1``."""
+    return f"{split}/{metric}"
+
+
+# The splits and metrics the driver logs per epoch (history.csv and TensorBoard).
+SPLITS = ("train", "test")
+EPOCH_METRICS = ("loss", "top1", "top5")
