@@ -3,8 +3,9 @@
 Everything else reads this module: the flags of ``rwc_keras.main`` take their choices from
 it, ``rwc_keras.models`` finds each architecture's builder by the name written here,
 ``rwc_keras.data`` each dataset's reader and statistics, the callback and the driver the file
-names, CSV columns and TensorBoard tags, the report the groups, panels, paper accuracies and
-claims. It imports no TensorFlow, so flag validation stays instant.
+names, CSV columns and TensorBoard tags, the report the groups, panels, titles and paper
+accuracies. The paper's claims about RWC, which only the report checks, are data too, in
+``rwc_keras.claims``. It imports no TensorFlow, so flag validation stays instant.
 
 Adding an architecture is one `Architecture` entry here plus one builder function in
 ``rwc_keras.models``; adding a dataset is one `Dataset` entry plus, when its raw files have a
@@ -87,6 +88,15 @@ def architecture(name):
     except KeyError:
         raise SchemaError(f"unknown architecture {name!r}; valid: "
                           f"{', '.join(ARCHITECTURES)}") from None
+
+
+# -- the training protocol (docs/paper_facts.md, sections 1 and 3) ------------------------
+
+# The authors' seeds: each curve of the paper is their mean.
+SEEDS = (0, 42, 123, 1000, 1234)
+EPOCHS = 150
+BATCH_SIZE = 128
+MOMENTUM = 0.9
 
 
 # -- datasets -----------------------------------------------------------------------------
@@ -189,27 +199,67 @@ def table1_lr(arch, dataset_name):
     return lrs[dataset_name]
 
 
-# -- the run folder -----------------------------------------------------------------------
-# <logdir>/<arch>_<dataset>/ holds one seed_<seed>/ folder per seed and the report's files.
+# -- the experiment folder ----------------------------------------------------------------
+# An experiment is one architecture trained on one dataset with several seeds; each seed's
+# training is a run. <logdir>/<arch>_<dataset>/ is the experiment folder: one run folder
+# seed_<seed>/ per seed, and the report's files.
 
-RUN_FOLDER = "{arch}_{dataset}"
+EXPERIMENT_FOLDER = "{arch}_{dataset}"
 SEED_FOLDER = "seed_{seed}"
 SEED_GLOB = "seed_*"
 
-# Written by RWCCallback.
+
+def experiment_folder(arch, dataset_name):
+    """The experiment folder's name, e.g. ``alexnet_fashion_mnist``."""
+    return EXPERIMENT_FOLDER.format(arch=arch, dataset=dataset_name)
+
+
+def parse_experiment_folder(name):
+    """``(arch, dataset)`` of an experiment folder's name, e.g. ``alexnet_fashion_mnist``.
+
+    Raises:
+        SchemaError: ``name`` is not ``<arch>_<dataset>`` of a known architecture and dataset.
+    """
+    for arch in ARCHITECTURES:
+        for dataset_name in DATASETS:
+            if name == experiment_folder(arch, dataset_name):
+                return arch, dataset_name
+    raise SchemaError(f"folder name {name!r} is not <arch>_<dataset> with an architecture of "
+                      f"{', '.join(ARCHITECTURES)} and a dataset of {', '.join(DATASETS)}")
+
+
+def paper_top1(arch, dataset_name):
+    """The final test top-1 the paper reports for the pair, or None where it reports none.
+
+    Raises:
+        SchemaError: the architecture or the dataset is unknown.
+    """
+    dataset(dataset_name)
+    return architecture(arch).paper_top1.get(dataset_name)
+
+
+# Written by RWCCallback, per run.
 RWC_CSV = "rwc.csv"
 RWC_COLUMNS = ("epoch", "step", "layer", "group", "rwc", "rwc_norm", "zeros", "size")
-# The two RWC definitions, each a CSV column and a TensorBoard tag family.
+# The two RWC definitions (docs/paper_facts.md, section 1), each a CSV column and a
+# TensorBoard tag family, with the formula figures and reports label it by.
 RWC_METRICS = ("rwc", "rwc_norm")
-# Written by the training driver, per seed.
+RWC_FORMULAS = {"rwc": "mean of |Δw| / |w|", "rwc_norm": "Σ|Δw| / Σ|w| (Eq. 1)"}
+# Written by the training driver, per run.
 HISTORY_CSV = "history.csv"
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_top1", "train_top5",
                    "test_loss", "test_top1", "test_top5", "seconds")
 METRICS_JSON = "metrics.json"
+# TensorBoard's event files, written by RWCCallback and the driver.
+EVENTS_GLOB = "events.out.tfevents.*"
 FLAGS_CFG = "flags.cfg"
 CHECKPOINT_DIR = "checkpoint"
-# Written by the report, per run folder.
+# Written by the report, per experiment folder.
 AGGREGATED_CSV = "rwc_aggregated.csv"
+# Long format: one row per layer or group (``level``), measurement and metric, with the
+# statistics over seeds; ``step`` only where RWC was measured per optimizer step.
+AGGREGATED_COLUMNS = ("level", "name", "group", "epoch", "step", "metric",
+                      "mean", "std", "min", "max", "n_seeds")
 REPORT_MD = "report.md"
 ACCURACY_PNG = "accuracy.png"
 LAYERS_PNG = "{metric}_layers.png"
