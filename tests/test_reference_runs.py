@@ -1,4 +1,8 @@
-"""The reference runs committed under runs/reference stay readable by the report code."""
+"""The committed experiments (runs/reference, runs/previous_protocol) read back as committed.
+
+Today's report code recomputes every committed experiment's statistics and claims tables and
+finds them in the committed rwc_aggregated.csv and report.md.
+"""
 
 import json
 import pathlib
@@ -6,37 +10,42 @@ import pathlib
 import pandas as pd
 import pytest
 
-from rwc_keras import report
+from rwc_keras import spec
+from rwc_keras.report import load_experiment, verdicts, write
 
-REFERENCE = pathlib.Path(__file__).resolve().parents[1] / "runs" / "reference"
-RUN_DIRS = sorted(path for path in REFERENCE.glob("*_*") if path.is_dir())
-
-
-def test_the_reference_runs_are_there():
-    assert [path.name for path in RUN_DIRS] == ["alexnet_fashion_mnist", "resnet18_fashion_mnist"]
+RUNS = pathlib.Path(__file__).resolve().parents[1] / "runs"
+EXPERIMENT_DIRS = sorted(path for folder in ("reference", "previous_protocol")
+                         for path in (RUNS / folder).glob("*_*") if path.is_dir())
 
 
-@pytest.mark.parametrize("run_dir", RUN_DIRS, ids=lambda path: path.name)
-def test_reference_run_reads_back_as_committed(run_dir):
-    run = report.load_run(str(run_dir))
-    for seed_dir in run_dir.glob("seed_*"):
-        metrics = json.loads((seed_dir / "metrics.json").read_text())
-        assert (metrics["arch"], metrics["dataset"]) == (run.arch, run.dataset)
-        assert (seed_dir / "flags.cfg").exists()
-        assert list(seed_dir.glob("events.out.tfevents.*"))
-    committed = pd.read_csv(run_dir / "rwc_aggregated.csv", keep_default_na=False,
+def test_the_committed_experiments_are_there():
+    names = [f"{path.parent.name}/{path.name}" for path in EXPERIMENT_DIRS]
+    assert {"previous_protocol/alexnet_fashion_mnist",
+            "previous_protocol/resnet18_fashion_mnist"} <= set(names)
+
+
+@pytest.mark.parametrize("experiment_dir", EXPERIMENT_DIRS,
+                         ids=lambda path: f"{path.parent.name}/{path.name}")
+def test_committed_experiment_reads_back_as_committed(experiment_dir):
+    experiment = load_experiment(str(experiment_dir))
+    for run_dir in experiment_dir.glob(spec.SEED_GLOB):
+        metrics = json.loads((run_dir / spec.METRICS_JSON).read_text())
+        assert (metrics["arch"], metrics["dataset"]) == experiment.key
+        assert (run_dir / spec.FLAGS_CFG).exists()
+        assert list(run_dir.glob(spec.EVENTS_GLOB))
+    committed = pd.read_csv(experiment_dir / spec.AGGREGATED_CSV, keep_default_na=False,
                             na_values=[""])
-    recomputed = run.aggregated.reset_index(drop=True)
+    recomputed = experiment.aggregated.reset_index(drop=True)
     assert list(committed.columns) == list(recomputed.columns)
-    for column in ("mean", "std"):
+    for column in ("mean", "std", "min", "max"):
         pd.testing.assert_series_equal(recomputed[column], committed[column], rtol=1e-9,
                                        check_dtype=False)
-    # The claims, re-evaluated by today's code, read as the committed report says.
-    committed_report = (run_dir / "report.md").read_text()
-    runs = {(run.arch, run.dataset): run}
-    for metric in report.METRICS:
-        table = report.markdown_table(report.CLAIMS_HEADER,
-                                      report.claim_rows(run, runs, metric, 0.10))
+    # The claims, judged by today's code, read as the committed report says.
+    committed_report = (experiment_dir / spec.REPORT_MD).read_text()
+    experiments = {experiment.key: experiment}
+    for metric in spec.RWC_METRICS:
+        table = write.claims_table(verdicts.judge_all(experiment, experiments, metric, 0.10))
         assert table in committed_report
-    for figure in ("rwc_layers.png", "rwc_norm_layers.png", "accuracy.png"):
-        assert (run_dir / figure).stat().st_size > 10_000
+    pictures = [spec.LAYERS_PNG.format(metric=m) for m in spec.RWC_METRICS]
+    for picture in (*pictures, spec.ACCURACY_PNG):
+        assert (experiment_dir / picture).stat().st_size > 10_000
