@@ -2,8 +2,11 @@
 
 The plain scalars dashboard lists every ``rwc/<group>/<layer>`` tag on its own. The layout
 written here makes the custom-scalars dashboard show, per group, all of its layers' curves in
-one chart, plus the per-group means and the accuracy curves. Tags are the ones `RWCCallback`
-and the training driver write.
+one chart, plus the per-group means and the accuracy curves. The tags are the ones
+``rwc_keras.spec`` formats for `RWCCallback` and the training driver.
+
+Example:
+    write_layout("runs/alexnet_mnist/seed_0", spec.architecture("alexnet").groups)
 """
 
 import glob
@@ -15,9 +18,14 @@ from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.custom_scalar import metadata
 from tensorboard.plugins.custom_scalar import summary
 
-RWC_CATEGORY = "RWC by group"
-RWC_NORM_CATEGORY = "RWC (L1 norm, Eq. 1) by group"
+from rwc_keras import spec
+
 ACCURACY_CATEGORY = "Accuracy"
+
+
+def rwc_category_title(metric):
+    """The title of ``metric``'s category, e.g. ``rwc by group: mean of |Δw| / |w|``."""
+    return f"{metric} by group: {spec.RWC_FORMULAS[metric]}"
 
 
 def _chart(title, *regexes):
@@ -26,11 +34,25 @@ def _chart(title, *regexes):
     )
 
 
-def _rwc_category(title, key, groups):
-    """Group means first, then one chart per group of its layers' ``<key>/<group>/...`` tags."""
-    charts = [_chart("group means", f"^{key}_mean/.*")]
-    charts += [_chart(group, f"^{key}/{re.escape(group)}/.*") for group in groups]
-    return layout_pb2.Category(title=title, chart=charts)
+def _starting_with(prefix):
+    return f"^{re.escape(prefix)}.*"
+
+
+def _rwc_category(metric, groups):
+    """Group means first, then one chart per group of its layers' tags."""
+    charts = [_chart("group means", _starting_with(spec.group_mean_tag(metric, "")))]
+    charts += [_chart(group, _starting_with(spec.layer_tag(metric, group, "")))
+               for group in groups]
+    return layout_pb2.Category(title=rwc_category_title(metric), chart=charts)
+
+
+def _accuracy_category():
+    """One chart per metric of the driver, the splits' curves together."""
+    charts = []
+    for metric in spec.EPOCH_METRICS:
+        tags = "|".join(re.escape(spec.accuracy_tag(split, metric)) for split in spec.SPLITS)
+        charts.append(_chart(metric, f"^({tags})$"))
+    return layout_pb2.Category(title=ACCURACY_CATEGORY, chart=charts)
 
 
 def build_layout(groups):
@@ -40,23 +62,11 @@ def build_layout(groups):
         groups: ordered list of group names (the order of the charts).
 
     Returns:
-        A `layout_pb2.Layout` with three categories: RWC by group (``rwc`` tags), RWC (L1
-        norm, Eq. 1) by group (``rwc_norm`` tags) and Accuracy (``train/`` and ``test/``
-        top-1, top-5 and loss).
+        A `layout_pb2.Layout` with one category per RWC definition (``spec.RWC_METRICS``),
+        then Accuracy (train and test curves of ``spec.EPOCH_METRICS``).
     """
-    accuracy = layout_pb2.Category(
-        title=ACCURACY_CATEGORY,
-        chart=[
-            _chart(metric, f"^(train|test)/{metric}$") for metric in ("top1", "top5", "loss")
-        ],
-    )
-    return layout_pb2.Layout(
-        category=[
-            _rwc_category(RWC_CATEGORY, "rwc", groups),
-            _rwc_category(RWC_NORM_CATEGORY, "rwc_norm", groups),
-            accuracy,
-        ]
-    )
+    categories = [_rwc_category(metric, groups) for metric in spec.RWC_METRICS]
+    return layout_pb2.Layout(category=[*categories, _accuracy_category()])
 
 
 def write_layout(log_dir, groups):
@@ -86,7 +96,7 @@ def read_layout(log_dir):
         ValueError: no event file in ``log_dir`` holds a layout.
     """
     layout = None
-    for path in sorted(glob.glob(os.path.join(log_dir, "events.out.tfevents.*"))):
+    for path in sorted(glob.glob(os.path.join(log_dir, spec.EVENTS_GLOB))):
         # What tf.compat.v1.train.summary_iterator does, without its deprecation warning.
         for record in tf.data.TFRecordDataset(path):
             event = tf.compat.v1.Event.FromString(record.numpy())

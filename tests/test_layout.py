@@ -33,38 +33,26 @@ def matching_charts(layout, tag):
     ]
 
 
-def test_categories_charts_and_regexes(layout):
-    assert [c.title for c in layout.category] == [
-        "RWC by group",
-        "RWC (L1 norm, Eq. 1) by group",
-        "Accuracy",
-    ]
-    assert list(charts(layout, "RWC by group").items()) == [
-        ("group means", ["^rwc_mean/.*"]),
-        ("early", ["^rwc/early/.*"]),
-        ("middle", ["^rwc/middle/.*"]),
-        ("later", ["^rwc/later/.*"]),
-        ("head", ["^rwc/head/.*"]),
-    ]
-    assert list(charts(layout, "RWC (L1 norm, Eq. 1) by group").items()) == [
-        ("group means", ["^rwc_norm_mean/.*"]),
-        *[(g, [f"^rwc_norm/{g}/.*"]) for g in GROUPS],
-    ]
-    assert charts(layout, "Accuracy") == {
-        "top1": ["^(train|test)/top1$"],
-        "top5": ["^(train|test)/top5$"],
-        "loss": ["^(train|test)/loss$"],
-    }
+RWC = "rwc by group: mean of |Δw| / |w|"
+RWC_NORM = "rwc_norm by group: Σ|Δw| / Σ|w| (Eq. 1)"
+
+
+def test_categories_and_charts(layout):
+    assert [c.title for c in layout.category] == [RWC, RWC_NORM, "Accuracy"]
+    assert list(charts(layout, RWC)) == ["group means", *GROUPS]
+    assert list(charts(layout, RWC_NORM)) == ["group means", *GROUPS]
+    assert list(charts(layout, "Accuracy")) == ["loss", "top1", "top5"]
 
 
 @pytest.mark.parametrize(
     "tag, chart",
     [
-        ("rwc/early/conv1/kernel", ("RWC by group", "early")),
-        ("rwc/later/block5_conv4/kernel", ("RWC by group", "later")),
-        ("rwc_norm/early/conv1/kernel", ("RWC (L1 norm, Eq. 1) by group", "early")),
-        ("rwc_mean/middle", ("RWC by group", "group means")),
-        ("rwc_norm_mean/middle", ("RWC (L1 norm, Eq. 1) by group", "group means")),
+        ("rwc/early/conv1/kernel", (RWC, "early")),
+        ("rwc/later/block5_conv4/kernel", (RWC, "later")),
+        ("rwc_norm/early/conv1/kernel", (RWC_NORM, "early")),
+        ("rwc_mean/middle", (RWC, "group means")),
+        ("rwc_norm_mean/middle", (RWC_NORM, "group means")),
+        ("train/loss", ("Accuracy", "loss")),
         ("train/top1", ("Accuracy", "top1")),
         ("test/top5", ("Accuracy", "top5")),
         ("test/loss", ("Accuracy", "loss")),
@@ -75,7 +63,8 @@ def test_each_tag_lands_in_exactly_one_chart(layout, tag, chart):
 
 
 @pytest.mark.parametrize(
-    "tag", ["rwc/stem/conv1/kernel", "rwc/early", "x/rwc/early/a", "validation/top1", "test/top1x"]
+    "tag", ["rwc/stem/conv1/kernel", "rwc/early", "x/rwc/early/a", "rwc/earlyish/a",
+            "validation/top1", "test/top1x", "xtest/top1", "train/top1/test/top1"]
 )
 def test_other_tags_land_nowhere(layout, tag):
     assert matching_charts(layout, tag) == []
@@ -83,7 +72,7 @@ def test_other_tags_land_nowhere(layout, tag):
 
 def test_group_names_are_regex_escaped():
     layout = build_layout(["a.b"])
-    assert matching_charts(layout, "rwc/a.b/conv/kernel") == [("RWC by group", "a.b")]
+    assert matching_charts(layout, "rwc/a.b/conv/kernel") == [(RWC, "a.b")]
     assert matching_charts(layout, "rwc/aXb/conv/kernel") == []
 
 
