@@ -1,11 +1,12 @@
-# Quickstart targets: `make run` (main job on real data) and `make test` (the test suite).
+# Quickstart targets: `make run` (main job on real data), `make test` (the whole test suite)
+# and `make test-fast` (the suite without the tests marked slow, under a minute).
 # Each creates or reuses the virtual environment in $(VENV) and installs the project into it.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install data run test
+.PHONY: install data run test test-fast
 
 install: $(VENV)/.installed
 
@@ -15,7 +16,8 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-# Real Fashion-MNIST from Debian's package (SPEC 5): the one paper dataset available offline.
+# Real Fashion-MNIST from Debian's package (docs/paper_facts.md, section 5): the one paper
+# dataset available offline.
 data:
 	@if [ -d $(FMNIST_DIR) ]; then echo "Fashion-MNIST found in $(FMNIST_DIR)"; \
 	elif command -v apt-get >/dev/null; then \
@@ -23,9 +25,13 @@ data:
 	  { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q dataset-fashion-mnist; }; \
 	else echo "apt-get not available: Fashion-MNIST will come from --data_dir or TFDS"; fi
 
-# The README's main job: AlexNet on real Fashion-MNIST (Table 1 settings), a few epochs.
+# The README's main job: AlexNet on real Fashion-MNIST (Table 1 settings), a few epochs; it
+# ends with the report (figures, report.md) in runs/alexnet_fashion_mnist/.
 run: install data
 	$(PY) -m rwc_keras.main --arch=alexnet --dataset=fashion_mnist --epochs=3 --seeds=0
 
 test: install data
 	$(PY) -m pytest -q
+
+test-fast: install data
+	$(PY) -m pytest -q -m "not slow"

@@ -50,6 +50,7 @@ def bench_run(tmp_path_factory):
     return result.stdout, output
 
 
+@pytest.mark.slow
 def test_every_row_is_positive_with_its_ratio(bench_run):
     stdout, _ = bench_run
     rows = table_rows(stdout, "alexnet")
@@ -67,6 +68,7 @@ def test_every_row_is_positive_with_its_ratio(bench_run):
     assert float(matmul["matmul 256x256 float32"][0]) > 0
 
 
+@pytest.mark.slow
 def test_header_names_machine_and_command(bench_run):
     stdout, _ = bench_run
     assert "- command: `python -m rwc_keras.bench --archs=alexnet --quick" in stdout
@@ -76,6 +78,7 @@ def test_header_names_machine_and_command(bench_run):
     assert stdout.index("[alexnet] fit, plain:") < stdout.index("### alexnet")
 
 
+@pytest.mark.slow
 def test_output_file_holds_the_tables(bench_run):
     stdout, output = bench_run
     text = output.read_text()

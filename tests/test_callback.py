@@ -10,7 +10,7 @@ import tensorflow as tf
 from rwc_keras import RWCCallback
 from rwc_keras.callback import CSV_COLUMNS
 
-from .test_metric import reference
+from .helpers import reference
 
 
 class WeightRecorder(keras.callbacks.Callback):

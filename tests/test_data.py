@@ -18,7 +18,7 @@ import tensorflow_datasets as tfds
 
 from rwc_keras import data, spec
 
-from .idx_files import write_idx, write_mnist_like
+from .helpers import write_idx, write_mnist_like
 
 PAD = data.CROP_PADDING
 

@@ -3,15 +3,7 @@ import pytest
 
 from rwc_keras import rwc, rwc_norm, rwc_stats
 
-
-def reference(prev, curr):
-    prev = np.asarray(prev, np.float64)
-    curr = np.asarray(curr, np.float64)
-    nonzero = prev != 0
-    change = np.abs(curr - prev)
-    mean_ratio = (change[nonzero] / np.abs(prev[nonzero])).mean() if nonzero.any() else np.nan
-    norm_ratio = change.sum() / np.abs(prev).sum() if nonzero.any() else np.nan
-    return mean_ratio, norm_ratio, int((~nonzero).sum())
+from .helpers import reference
 
 
 @pytest.mark.parametrize("shape", [(7,), (3, 3, 16, 32), (512, 100)])

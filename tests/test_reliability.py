@@ -11,8 +11,7 @@ import time
 import pandas as pd
 import pytest
 
-from .idx_files import write_mnist_like
-from .test_main import driver
+from .helpers import driver, write_mnist_like
 
 TRACKED_ALEXNET = 8
 
@@ -61,6 +60,7 @@ def wait_for(predicate, timeout=300):
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_same_seed_deterministic_runs_are_identical(uninterrupted, mnist_dir, tmp_path):
     complete_run(run_args(mnist_dir, str(tmp_path)))
     again = pd.read_csv(os.path.join(run_dir(str(tmp_path)), "rwc.csv"))
@@ -74,6 +74,7 @@ def measured_rows(folder):
         return 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_after_epochs", [0, 1, 2])
 def test_sigkill_mid_epoch_then_rerun_resumes_exactly(kill_after_epochs, uninterrupted,
                                                       mnist_dir, tmp_path):
@@ -112,6 +113,7 @@ def test_sigkill_mid_epoch_then_rerun_resumes_exactly(kill_after_epochs, uninter
     assert not os.path.exists(os.path.join(run_dir(logdir), "checkpoint"))
 
 
+@pytest.mark.slow
 def test_rerunning_a_complete_run_does_nothing(uninterrupted, mnist_dir, tmp_path):
     args = run_args(mnist_dir, str(tmp_path))
     complete_run(args)
@@ -122,6 +124,7 @@ def test_rerunning_a_complete_run_does_nothing(uninterrupted, mnist_dir, tmp_pat
     assert open(csv_path).read() == before
 
 
+@pytest.mark.slow
 def test_other_flags_into_an_existing_run_are_refused(mnist_dir, tmp_path):
     complete_run(run_args(mnist_dir, str(tmp_path)))
     csv_path = os.path.join(run_dir(str(tmp_path)), "rwc.csv")
@@ -133,6 +136,7 @@ def test_other_flags_into_an_existing_run_are_refused(mnist_dir, tmp_path):
     assert open(csv_path).read() == before
 
 
+@pytest.mark.slow
 def test_two_runs_at_once_never_share_files(mnist_dir, tmp_path):
     logdir = str(tmp_path)
     args = run_args(mnist_dir, logdir)
@@ -150,6 +154,7 @@ def test_two_runs_at_once_never_share_files(mnist_dir, tmp_path):
     assert len(frame) == TRACKED_ALEXNET * (4 * 16 // 3)
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_a_clear_message_and_valid_files(mnist_dir, tmp_path):
     result = subprocess.run(run_args(mnist_dir, str(tmp_path), "--lr=1e12"),
                             capture_output=True, text=True)
@@ -163,6 +168,7 @@ def test_nan_loss_stops_with_a_clear_message_and_valid_files(mnist_dir, tmp_path
     assert not os.path.exists(os.path.join(folder, "metrics.json"))
 
 
+@pytest.mark.slow
 def test_unwritable_logdir(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
@@ -170,6 +176,7 @@ def test_unwritable_logdir(tmp_path):
     assert f"--logdir={blocker}/runs" in line and "cannot be created" in line
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("state", ["missing", "empty"])
 def test_missing_or_empty_data_dir(state, tmp_path):
     data_dir = tmp_path / "data"
@@ -181,6 +188,7 @@ def test_missing_or_empty_data_dir(state, tmp_path):
     assert not (tmp_path / "runs" / "alexnet_fashion_mnist").exists()
 
 
+@pytest.mark.slow
 def test_truncated_idx_file(tmp_path):
     write_mnist_like(tmp_path, num_train=20, num_test=10)
     path = tmp_path / "train-images-idx3-ubyte"
@@ -190,6 +198,7 @@ def test_truncated_idx_file(tmp_path):
     assert str(path) in line and "size mismatch" in line
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tf_config", ["{not json", '{"cluster": {}}',
                                        '{"cluster": {"worker": ["127.0.0.1:1"]}, '
                                        '"task": {"type": "worker", "index": 3}}'])

@@ -1,10 +1,30 @@
-"""Small files in the original IDX format of MNIST / Fashion-MNIST, for tests."""
+"""Helpers shared by the test modules: reference RWC values, MNIST-format files, the driver.
+
+Test modules import them from here, never from one another.
+"""
 
 import gzip
 import os
 import struct
+import subprocess
+import sys
 
 import numpy as np
+
+
+def reference(prev, curr):
+    """RWC computed the plain way in float64: ``(rwc, rwc_norm, zeros)`` of two weight arrays.
+
+    Elements whose previous value is 0 are left out of ``rwc`` and counted in ``zeros``; an
+    all-zero ``prev`` gives NaN for both values (docs/paper_facts.md, section 1).
+    """
+    prev = np.asarray(prev, np.float64)
+    curr = np.asarray(curr, np.float64)
+    nonzero = prev != 0
+    change = np.abs(curr - prev)
+    mean_ratio = (change[nonzero] / np.abs(prev[nonzero])).mean() if nonzero.any() else np.nan
+    norm_ratio = change.sum() / np.abs(prev).sum() if nonzero.any() else np.nan
+    return mean_ratio, norm_ratio, int((~nonzero).sum())
 
 
 def write_idx(path, array, gz=False):
@@ -33,3 +53,10 @@ def write_mnist_like(folder, num_train, num_test, gz=False, seed=0):
         write_idx(os.path.join(folder, f"{prefix}-labels-idx1-ubyte{suffix}"), labels, gz)
         arrays.append((images[..., None], labels.astype(np.int64)))
     return arrays
+
+
+def driver(*args, env=None, timeout=600):
+    """Runs ``python -m rwc_keras.main *args`` as a user would; returns the CompletedProcess."""
+    full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
+    return subprocess.run([sys.executable, "-m", "rwc_keras.main", *args], capture_output=True,
+                          text=True, env=full_env, timeout=timeout)
