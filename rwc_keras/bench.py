@@ -48,23 +48,28 @@ from rwc_keras.models import build_model
 from rwc_keras.optimizer import TorchSGD
 from rwc_keras.train import RunConfig, Trainer
 
-flags.DEFINE_list("archs", list(spec.ARCHITECTURES), "Architectures to benchmark.")
-flags.DEFINE_integer("batch_size", 128, "Batch size.", lower_bound=1)
-flags.DEFINE_integer("repeats", None, "Timed repetitions of every figure (default 5; "
-                     "--quick: 3).", lower_bound=1)
-flags.DEFINE_integer("steps", None, "Training steps per timed epoch (default 20; --quick: 10).",
-                     lower_bound=1)
-flags.DEFINE_bool("quick", False,
-                  "Fewer steps and repeats: about 4 minutes for alexnet on 2 CPU cores.")
-flags.DEFINE_bool("mixed_precision", False,
-                  "Compute in bfloat16 with float32 variables (Keras 'mixed_bfloat16').")
-flags.DEFINE_bool("jit_compile", False, "XLA-compile the training step (fit and driver).")
-flags.DEFINE_integer("matmul_size", 4096, "Side of the square matmul giving the reference "
-                     "FLOP/s.", lower_bound=1)
-flags.DEFINE_string("output", None, "Also write the header and tables as markdown here.")
-flags.register_validator(
-    "archs", lambda archs: bool(archs) and set(archs) <= set(spec.ARCHITECTURES),
-    message=f"--archs must be a comma-separated subset of {','.join(spec.ARCHITECTURES)}")
+def define_flags():
+    """Defines the benchmark's flags; called only when it runs, so that importing this module
+    (with ``rwc_keras.main``, say) defines none."""
+    flags.DEFINE_list("archs", list(spec.ARCHITECTURES), "Architectures to benchmark.")
+    flags.DEFINE_integer("batch_size", spec.BATCH_SIZE, "Batch size.", lower_bound=1)
+    flags.DEFINE_integer("repeats", None, "Timed repetitions of every figure (default 5; "
+                         "--quick: 3).", lower_bound=1)
+    flags.DEFINE_integer("steps", None,
+                         "Training steps per timed epoch (default 20; --quick: 10).",
+                         lower_bound=1)
+    flags.DEFINE_bool("quick", False,
+                      "Fewer steps and repeats: about 4 minutes for alexnet on 2 CPU cores.")
+    flags.DEFINE_bool("mixed_precision", False,
+                      "Compute in bfloat16 with float32 variables (Keras 'mixed_bfloat16').")
+    flags.DEFINE_bool("jit_compile", False, "XLA-compile the training step (fit and driver).")
+    flags.DEFINE_integer("matmul_size", 4096, "Side of the square matmul giving the reference "
+                         "FLOP/s.", lower_bound=1)
+    flags.DEFINE_string("output", None, "Also write the header and tables as markdown here.")
+    flags.register_validator(
+        "archs", lambda archs: bool(archs) and set(archs) <= set(spec.ARCHITECTURES),
+        message=f"--archs must be a comma-separated subset of {','.join(spec.ARCHITECTURES)}")
+
 
 FLAGS = flags.FLAGS
 
@@ -450,4 +455,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

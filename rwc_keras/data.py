@@ -73,6 +73,11 @@ class DataUnavailableError(Exception):
     """No source could provide the dataset; the message lists what was tried and how to fix it."""
 
 
+class DataError(ValueError):
+    """A raw file that is not what its name says, or too little data for the request; the
+    message names the file or the numbers."""
+
+
 # ---------------------------------------------------------------------------------------
 # Raw file readers
 
@@ -87,7 +92,7 @@ def read_idx(path):
         A uint8 array with the shape the file's header gives.
 
     Raises:
-        ValueError: the file is not an unsigned-byte IDX file or is truncated; the message
+        DataError: the file is not an unsigned-byte IDX file or is truncated; the message
             names the file.
     """
     with open(path, "rb") as f:
@@ -96,21 +101,21 @@ def read_idx(path):
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError) as e:
-            raise ValueError(f"{path}: corrupt gzip data ({e})") from e
+            raise DataError(f"{path}: corrupt gzip data ({e})") from e
     if len(data) < 4 or data[:2] != b"\x00\x00":
-        raise ValueError(f"{path}: not an IDX file (bad magic number {data[:4].hex() or 'empty'})")
+        raise DataError(f"{path}: not an IDX file (bad magic number {data[:4].hex() or 'empty'})")
     dtype_code, ndim = data[2], data[3]
     if dtype_code != _IDX_UBYTE:
-        raise ValueError(
+        raise DataError(
             f"{path}: IDX data type 0x{dtype_code:02x} is not supported (only 0x08, unsigned byte)"
         )
     header_size = 4 + 4 * ndim
     if len(data) < header_size:
-        raise ValueError(f"{path}: truncated IDX header ({len(data)} bytes, need {header_size})")
+        raise DataError(f"{path}: truncated IDX header ({len(data)} bytes, need {header_size})")
     shape = struct.unpack(f">{ndim}I", data[4:header_size])
     expected = header_size + int(np.prod(shape))
     if len(data) != expected:
-        raise ValueError(
+        raise DataError(
             f"{path}: size mismatch, the header says shape {shape} ({expected} bytes) "
             f"but the file has {len(data)} bytes (truncated or corrupt)"
         )
@@ -120,7 +125,7 @@ def read_idx(path):
 def _read_idx_split(images_path, labels_path):
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise ValueError(
+        raise DataError(
             f"{images_path} (shape {images.shape}) and {labels_path} (shape {labels.shape}) "
             "are not a matching pair of N images and N labels"
         )
@@ -138,11 +143,11 @@ def _read_cifar_pickle(path, label_key):
         labels = np.asarray(batch[label_key], np.int64)
         images = rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     except Exception as e:  # any unpickling or layout error means the same thing to the user
-        raise ValueError(
+        raise DataError(
             f"{path}: not a readable CIFAR python batch ({type(e).__name__}: {e})"
         ) from e
     if len(images) != len(labels):
-        raise ValueError(f"{path}: {len(images)} images but {len(labels)} labels")
+        raise DataError(f"{path}: {len(images)} images but {len(labels)} labels")
     return np.ascontiguousarray(images), labels
 
 
@@ -308,7 +313,7 @@ def load_arrays(name, data_dir=None):
 
     Raises:
         rwc_keras.spec.SchemaError: unknown dataset name.
-        ValueError: a raw file that is corrupt.
+        DataError: a raw file that is corrupt.
         DataUnavailableError: no source has the data.
     """
     return _load_with_source(name, data_dir)[0]
@@ -463,8 +468,10 @@ def make_datasets(
         A ``Datasets``.
 
     Raises:
-        ValueError: unknown name, corrupt raw file, or fewer training examples than one
-            batch (every epoch would be empty).
+        ValueError: batch_size below 1.
+        rwc_keras.spec.SchemaError: unknown name or normalisation.
+        DataError: corrupt raw file, or fewer training examples than one batch (every epoch
+            would be empty).
         DataUnavailableError: no source has the data.
     """
     if batch_size < 1:
@@ -474,7 +481,7 @@ def make_datasets(
     x_train, y_train = x_train[:max_train_examples], y_train[:max_train_examples]
     x_test, y_test = x_test[:max_test_examples], y_test[:max_test_examples]
     if len(x_train) < batch_size:
-        raise ValueError(
+        raise DataError(
             f"{len(x_train)} training examples are fewer than one batch of {batch_size}: "
             "every epoch would be empty (raise max_train_examples or lower batch_size)"
         )

@@ -1,8 +1,11 @@
-"""Trains the paper's networks and records every layer's Relative Weight Change.
+"""Trains the paper's networks, records every layer's Relative Weight Change, and reports.
 
-Each seed writes <logdir>/<arch>_<dataset>/seed_<seed>/: rwc.csv, TensorBoard events (RWC,
-train/test loss and top-1/top-5), history.csv, metrics.json and flags.cfg, a flagfile that
-re-runs it (python -m rwc_keras.main --flagfile=.../flags.cfg).
+An experiment is one architecture on one dataset with several seeds. Each seed's run writes
+<logdir>/<arch>_<dataset>/seed_<seed>/: rwc.csv, TensorBoard events (RWC, train/test loss and
+top-1/top-5), history.csv, metrics.json and flags.cfg, a flagfile that re-runs it
+(python -m rwc_keras.main --flagfile=.../flags.cfg). After the last seed the report
+(`rwc_keras.report`) writes its figures, report.md and rwc_aggregated.csv into
+<logdir>/<arch>_<dataset>/, unless --noreport.
 
 Example:
   python -m rwc_keras.main --arch=vgg19bn --dataset=cifar10
@@ -14,50 +17,9 @@ import sys
 
 from absl import app, flags, logging
 
-from rwc_keras import spec
+from rwc_keras import claims, spec
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
-
-flags.DEFINE_enum("arch", None, list(spec.ARCHITECTURES), "Network to train.")
-flags.DEFINE_enum("dataset", "cifar10", list(spec.DATASETS), "Dataset to train on.")
-flags.DEFINE_integer("epochs", 150, "Epochs per seed.", lower_bound=1)
-flags.DEFINE_list("seeds", ["0", "42", "123", "1000", "1234"], "Seeds; one run per seed.")
-flags.DEFINE_integer("batch_size", 128, "Global batch size (split across replicas).",
-                     lower_bound=1)
-flags.DEFINE_float("lr", None, "Learning rate (default: Table 1 for arch and dataset).")
-flags.DEFINE_float("momentum", 0.9, "SGD momentum, in [0, 1].", lower_bound=0.0, upper_bound=1.0)
-flags.DEFINE_float("weight_decay", None,
-                   "PyTorch-style (coupled) weight decay (default: Table 1 for arch).",
-                   lower_bound=0.0)
-flags.DEFINE_enum("strategy", "auto", STRATEGIES,
-                  "auto: mirrored when more than one GPU is visible, else default; "
-                  "multi_worker reads TF_CONFIG.")
-flags.DEFINE_string("logdir", "runs", "Folder the runs are written under.")
-flags.DEFINE_string("data_dir", None,
-                    "Folder with the raw dataset files (IDX or CIFAR python batches) or a "
-                    "TFDS data dir.")
-flags.DEFINE_enum("normalize", "authors", spec.NORMALIZATIONS,
-                  "Input normalisation. authors: exactly the authors' loaders (MNIST and "
-                  "Fashion-MNIST unnormalised, CIFAR with ImageNet's mean and std); dataset: "
-                  "each dataset's own mean and std; none: pixels in [0, 1].")
-flags.DEFINE_bool("shuffle", True,
-                  "Shuffle the training set every epoch; --noshuffle feeds it in file order, "
-                  "as the authors' loaders did (augmentation stays random).")
-flags.DEFINE_string("rwc_every", "epoch", "Measure RWC every 'epoch' or every N optimizer steps.")
-flags.DEFINE_integer("max_train_examples", None, "Use only the first N training examples.",
-                     lower_bound=1)
-flags.DEFINE_integer("max_test_examples", None, "Use only the first N test examples.",
-                     lower_bound=1)
-flags.DEFINE_bool("jit_compile", False, "XLA-compile the forward and backward pass.")
-flags.DEFINE_bool("mixed_precision", False,
-                  "Compute in bfloat16 with float32 variables (Keras 'mixed_bfloat16').")
-flags.DEFINE_bool("deterministic", False,
-                  "Deterministic TensorFlow ops: runs with one seed repeat bit for bit, and a "
-                  "resumed run equals an uninterrupted one (slower on GPUs).")
-flags.DEFINE_integer("cpu_devices", 1,
-                     "Split the CPU into N logical devices, to run MirroredStrategy "
-                     "without GPUs (testing).", lower_bound=1)
-flags.mark_flag_as_required("arch")
 
 # The flags that define a run, in the order flags.cfg lists them.
 RUN_FLAGS = ("arch", "dataset", "epochs", "seeds", "batch_size", "lr", "momentum",
@@ -74,19 +36,69 @@ def _is_int(text):
     return True
 
 
-flags.register_validator(
-    "seeds", lambda seeds: bool(seeds) and all(_is_int(s) for s in seeds),
-    message="--seeds must be a comma-separated list of integers, e.g. 0,42,123")
-flags.register_validator(
-    "rwc_every", lambda v: v == "epoch" or (_is_int(v) and int(v) > 0),
-    message="--rwc_every must be 'epoch' or a positive number of steps")
-flags.register_validator(
-    "lr", lambda v: v is None or v > 0, message="--lr must be a positive number")
-# XLA refuses deterministic mode for the models' MaxPool gradients (checked with TF 2.21).
-flags.register_multi_flags_validator(
-    ["jit_compile", "deterministic"], lambda f: not (f["jit_compile"] and f["deterministic"]),
-    message="--jit_compile cannot be combined with --deterministic: XLA has no deterministic "
-            "MaxPool gradient; drop one of them")
+def define_flags():
+    """Defines and validates the driver's flags; called only when it runs, so that importing
+    this module (with ``rwc_keras.bench``, say) defines none."""
+    flags.DEFINE_enum("arch", None, list(spec.ARCHITECTURES), "Network to train.")
+    flags.DEFINE_enum("dataset", "cifar10", list(spec.DATASETS), "Dataset to train on.")
+    flags.DEFINE_integer("epochs", spec.EPOCHS, "Epochs per seed.", lower_bound=1)
+    flags.DEFINE_list("seeds", [str(seed) for seed in spec.SEEDS], "Seeds; one run per seed.")
+    flags.DEFINE_integer("batch_size", spec.BATCH_SIZE,
+                         "Global batch size (split across replicas).", lower_bound=1)
+    flags.DEFINE_float("lr", None, "Learning rate (default: Table 1 for arch and dataset).")
+    flags.DEFINE_float("momentum", spec.MOMENTUM, "SGD momentum, in [0, 1].", lower_bound=0.0,
+                       upper_bound=1.0)
+    flags.DEFINE_float("weight_decay", None,
+                       "PyTorch-style (coupled) weight decay (default: Table 1 for arch).",
+                       lower_bound=0.0)
+    flags.DEFINE_enum("strategy", "auto", STRATEGIES,
+                      "auto: mirrored when more than one GPU is visible, else default; "
+                      "multi_worker reads TF_CONFIG.")
+    flags.DEFINE_string("logdir", "runs", "Folder the experiments are written under.")
+    flags.DEFINE_string("data_dir", None,
+                        "Folder with the raw dataset files (IDX or CIFAR python batches) or a "
+                        "TFDS data dir.")
+    flags.DEFINE_enum("normalize", "authors", spec.NORMALIZATIONS,
+                      "Input normalisation. authors: exactly the authors' loaders (MNIST and "
+                      "Fashion-MNIST unnormalised, CIFAR with ImageNet's mean and std); "
+                      "dataset: each dataset's own mean and std; none: pixels in [0, 1].")
+    flags.DEFINE_bool("shuffle", True,
+                      "Shuffle the training set every epoch; --noshuffle feeds it in file "
+                      "order, as the authors' loaders did (augmentation stays random).")
+    flags.DEFINE_string("rwc_every", "epoch",
+                        "Measure RWC every 'epoch' or every N optimizer steps.")
+    flags.DEFINE_integer("max_train_examples", None, "Use only the first N training examples.",
+                         lower_bound=1)
+    flags.DEFINE_integer("max_test_examples", None, "Use only the first N test examples.",
+                         lower_bound=1)
+    flags.DEFINE_bool("jit_compile", False, "XLA-compile the forward and backward pass.")
+    flags.DEFINE_bool("mixed_precision", False,
+                      "Compute in bfloat16 with float32 variables (Keras 'mixed_bfloat16').")
+    flags.DEFINE_bool("deterministic", False,
+                      "Deterministic TensorFlow ops: runs with one seed repeat bit for bit, and "
+                      "a resumed run equals an uninterrupted one (slower on GPUs).")
+    flags.DEFINE_integer("cpu_devices", 1,
+                         "Split the CPU into N logical devices, to run MirroredStrategy "
+                         "without GPUs (testing).", lower_bound=1)
+    flags.DEFINE_bool("report", True,
+                      "After the last seed, write the report (figures, report.md, "
+                      "rwc_aggregated.csv) into the experiment folder; --noreport skips it.")
+    flags.mark_flag_as_required("arch")
+    flags.register_validator(
+        "seeds", lambda seeds: bool(seeds) and all(_is_int(s) for s in seeds),
+        message="--seeds must be a comma-separated list of integers, e.g. 0,42,123")
+    flags.register_validator(
+        "rwc_every", lambda v: v == "epoch" or (_is_int(v) and int(v) > 0),
+        message="--rwc_every must be 'epoch' or a positive number of steps")
+    flags.register_validator(
+        "lr", lambda v: v is None or v > 0, message="--lr must be a positive number")
+    # XLA refuses deterministic mode for the models' MaxPool gradients (checked with TF 2.21).
+    flags.register_multi_flags_validator(
+        ["jit_compile", "deterministic"],
+        lambda f: not (f["jit_compile"] and f["deterministic"]),
+        message="--jit_compile cannot be combined with --deterministic: XLA has no "
+                "deterministic MaxPool gradient; drop one of them")
+
 
 FLAGS = flags.FLAGS
 
@@ -101,15 +113,16 @@ def check_tf_config():
         raise UsageError("--strategy=multi_worker needs TF_CONFIG (see BUILD.md, multi-host)")
     try:
         config = json.loads(raw)
-        workers = config["cluster"]
-        task = config["task"]
-        assert isinstance(workers, dict) and task["type"] in workers
-        assert 0 <= int(task["index"]) < len(workers[task["type"]])
-    except (ValueError, KeyError, TypeError, AssertionError):
+        workers, task = config["cluster"], config["task"]
+        valid = (isinstance(workers, dict) and task["type"] in workers
+                 and 0 <= int(task["index"]) < len(workers[task["type"]]))
+    except (ValueError, KeyError, TypeError):
+        valid = False
+    if not valid:
         raise UsageError(
             f"malformed TF_CONFIG {raw!r}: expected JSON like "
             '{"cluster": {"worker": ["host1:port", "host2:port"]}, '
-            '"task": {"type": "worker", "index": 0}}') from None
+            '"task": {"type": "worker", "index": 0}}')
 
 
 def make_strategy(name, cpu_devices):
@@ -150,7 +163,18 @@ def seed_flagfile(config):
     return "\n".join(lines) + "\n"
 
 
-def run_all():
+def report_experiment(path):
+    """Writes the report files into the experiment folder ``path`` and prints where they are."""
+    from rwc_keras.report import load_experiment, write_report
+
+    experiment = load_experiment(path)
+    written = write_report(experiment, {experiment.key: experiment}, claims.CLOSE_TOLERANCE)
+    print(f"report on seeds {', '.join(experiment.seeds)}: {written[0]}")
+    print(f"  with {', '.join(os.path.basename(name) for name in written[1:])} beside it")
+
+
+def train_experiment():
+    """Trains every seed of the flags' experiment, then reports on it (chief only)."""
     from rwc_keras.data import make_datasets
     from rwc_keras.rundir import RunDir
     from rwc_keras.train import RunConfig, is_chief, run
@@ -164,12 +188,14 @@ def run_all():
 
         tf.config.experimental.enable_op_determinism()
     strategy = make_strategy(FLAGS.strategy, FLAGS.cpu_devices)
-    if is_chief(strategy):
+    chief = is_chief(strategy)
+    if chief:
         check_logdir(FLAGS.logdir)
     replicas = strategy.num_replicas_in_sync
     if FLAGS.batch_size % replicas:
         raise UsageError(f"--batch_size={FLAGS.batch_size} is not divisible by the "
                          f"{replicas} replicas of --strategy={FLAGS.strategy}")
+    experiment_dir = os.path.join(FLAGS.logdir, spec.experiment_folder(arch, dataset))
     for seed in (int(s) for s in FLAGS.seeds):
         config = RunConfig(
             arch=arch, dataset=dataset, seed=seed, epochs=FLAGS.epochs,
@@ -180,8 +206,8 @@ def run_all():
                                  max_train_examples=FLAGS.max_train_examples,
                                  max_test_examples=FLAGS.max_test_examples,
                                  normalize=FLAGS.normalize, shuffle=FLAGS.shuffle)
-        run_dir = RunDir(os.path.join(FLAGS.logdir, f"{arch}_{dataset}", f"seed_{seed}"),
-                         seed_flagfile(config), writer=is_chief(strategy))
+        run_dir = RunDir(os.path.join(experiment_dir, spec.SEED_FOLDER.format(seed=seed)),
+                         seed_flagfile(config), writer=chief)
         try:
             done = run_dir.claim()
             if done is None:
@@ -193,27 +219,33 @@ def run_all():
             metrics = run(config, strategy, datasets, run_dir)
         finally:
             run_dir.release()
-        if run_dir.writer:
+        if chief:
             print(f"seed {seed}: test top-1 {metrics['test_top1']:.4f}, "
                   f"top-5 {metrics['test_top5']:.4f}, {metrics['images_per_second']:.0f} img/s")
-            print(f"  RWC CSV:      {run_dir.file('rwc.csv')}")
-            print(f"  metrics:      {run_dir.file('metrics.json')}")
+            print(f"  RWC CSV:      {run_dir.file(spec.RWC_CSV)}")
+            print(f"  metrics:      {run_dir.file(spec.METRICS_JSON)}")
             print(f"  TensorBoard:  tensorboard --logdir {FLAGS.logdir}")
+    if chief and FLAGS.report:
+        report_experiment(experiment_dir)
 
 
 def main(argv):
     if len(argv) > 1:
         sys.exit(f"rwc_keras.main: error: unexpected arguments {argv[1:]}")
-    from rwc_keras.data import DataUnavailableError
+    from rwc_keras.data import DataError, DataUnavailableError
+    from rwc_keras.report import ExperimentError
     from rwc_keras.rundir import RunDirError
     from rwc_keras.train import TrainingDiverged
 
+    # Only the errors that mean bad input or a stopped run: anything else is a bug, and its
+    # traceback must show.
     try:
-        run_all()
-    except (UsageError, spec.SchemaError, DataUnavailableError, RunDirError, TrainingDiverged,
-            ValueError) as error:
+        train_experiment()
+    except (UsageError, spec.SchemaError, DataError, DataUnavailableError, RunDirError,
+            TrainingDiverged, ExperimentError) as error:
         sys.exit(f"rwc_keras.main: error: {error}")
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

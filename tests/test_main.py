@@ -12,15 +12,14 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
+from rwc_keras import spec
 from rwc_keras.layout import read_layout
 
+from .helpers import driver
+
 TRACKED = {"resnet18": 21, "vgg19bn": 17, "alexnet": 8}
-
-
-def driver(*args, env=None, timeout=600):
-    full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
-    return subprocess.run([sys.executable, "-m", "rwc_keras.main", *args], capture_output=True,
-                          text=True, env=full_env, timeout=timeout)
+REPORT_FILES = {spec.REPORT_MD, spec.AGGREGATED_CSV, spec.ACCURACY_PNG,
+                *(spec.LAYERS_PNG.format(metric=metric) for metric in spec.RWC_METRICS)}
 
 
 def tiny_run(mnist_dir, logdir, arch="alexnet", *extra):
@@ -37,6 +36,7 @@ def tags_in(run_dir):
     return tags
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["alexnet", "resnet18", "vgg19bn"])
 def test_each_arch_trains_and_writes_its_files(arch, mnist_dir, tmp_path):
     result = tiny_run(mnist_dir, tmp_path, arch)
@@ -60,16 +60,25 @@ def test_each_arch_trains_and_writes_its_files(arch, mnist_dir, tmp_path):
     assert any(tag.startswith("rwc/") for tag in tags)
     assert read_layout(str(run_dir)).category
     assert str(run_dir / "rwc.csv") in result.stdout
+    # The experiment's report, after its last seed.
+    experiment_dir = tmp_path / f"{arch}_mnist"
+    assert {p.name for p in experiment_dir.iterdir()} == {"seed_3", *REPORT_FILES}
+    assert f"report on seeds 3: {experiment_dir / 'report.md'}" in result.stdout
+    assert "| claim | window | seed means | verdict | per seed |" in (
+        experiment_dir / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_flagfile_reruns_the_same_run(mnist_dir, tmp_path):
     first = tiny_run(mnist_dir, tmp_path / "a")
     assert first.returncode == 0, first.stderr[-3000:]
     flagfile = tmp_path / "a" / "alexnet_mnist" / "seed_3" / "flags.cfg"
     text = flagfile.read_text()
     assert "--lr=0.1" in text and "--weight_decay=0.0001" in text and "--seeds=3" in text
-    again = driver(f"--flagfile={flagfile}", f"--logdir={tmp_path / 'b'}")
+    again = driver(f"--flagfile={flagfile}", f"--logdir={tmp_path / 'b'}", "--noreport")
     assert again.returncode == 0, again.stderr[-3000:]
+    assert [p.name for p in (tmp_path / "b" / "alexnet_mnist").iterdir()] == ["seed_3"]
+    assert "report on" not in again.stdout
     a = pd.read_csv(tmp_path / "a" / "alexnet_mnist" / "seed_3" / "rwc.csv")
     b = pd.read_csv(tmp_path / "b" / "alexnet_mnist" / "seed_3" / "rwc.csv")
     pd.testing.assert_frame_equal(a[["epoch", "step", "layer", "group"]],
@@ -77,6 +86,7 @@ def test_flagfile_reruns_the_same_run(mnist_dir, tmp_path):
     pd.testing.assert_series_equal(a["rwc"], b["rwc"], rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(mnist_dir, tmp_path):
     result = tiny_run(mnist_dir, tmp_path, "alexnet", "--strategy=mirrored", "--cpu_devices=2")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -95,6 +105,7 @@ def free_ports(count):
     return ports
 
 
+@pytest.mark.slow
 def test_multi_worker_on_loopback_chief_alone_writes(mnist_dir, tmp_path):
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     workers = []
@@ -113,7 +124,9 @@ def test_multi_worker_on_loopback_chief_alone_writes(mnist_dir, tmp_path):
     metrics = json.loads((chief_dir / "metrics.json").read_text())
     assert metrics["replicas"] == 2
     assert len(pd.read_csv(chief_dir / "rwc.csv")) == TRACKED["alexnet"]
+    assert (chief_dir.parent / "report.md").exists()
     assert not (tmp_path / "worker1").exists()
+    assert "report on" in outputs[0] and "report on" not in outputs[1]
 
 
 @pytest.mark.parametrize("flag,words", [
@@ -145,6 +158,7 @@ def test_bad_flag_fails_fast_with_one_message(flag, words, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_batch_not_divisible_by_replicas_fails_before_training(mnist_dir, tmp_path):
     result = tiny_run(mnist_dir, tmp_path, "alexnet", "--strategy=mirrored", "--cpu_devices=2",
                       "--batch_size=15")
@@ -153,6 +167,7 @@ def test_batch_not_divisible_by_replicas_fails_before_training(mnist_dir, tmp_pa
     assert not (tmp_path / "alexnet_mnist").exists()
 
 
+@pytest.mark.slow
 def test_dataset_without_source_fails_in_seconds(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -164,6 +179,7 @@ def test_dataset_without_source_fails_in_seconds(tmp_path):
     assert "cifar10" in result.stderr and str(empty) in result.stderr
 
 
+@pytest.mark.slow
 def test_existing_run_is_never_overwritten(mnist_dir, tmp_path):
     assert tiny_run(mnist_dir, tmp_path).returncode == 0
     csv_path = tmp_path / "alexnet_mnist" / "seed_3" / "rwc.csv"
@@ -171,3 +187,28 @@ def test_existing_run_is_never_overwritten(mnist_dir, tmp_path):
     again = tiny_run(mnist_dir, tmp_path)
     assert again.returncode == 0 and "complete already" in again.stdout
     assert csv_path.read_text() == before
+
+
+@pytest.mark.slow
+def test_driver_and_benchmark_import_together():
+    # Their flags are defined only when each runs as a program, so both modules import.
+    code = "import rwc_keras.main, rwc_keras.bench, rwc_keras.report.__main__"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_a_bug_shows_its_traceback(mnist_dir, tmp_path):
+    # Only the driver's own error types become one line. A ValueError from a model builder
+    # stands for a bug: its traceback must show.
+    code = ("import sys; from absl import app; from rwc_keras import main, models\n"
+            "def broken(*args, **kwargs): raise ValueError('a bug')\n"
+            "models.alexnet = broken; main.define_flags()\n"
+            f"sys.argv = ['main', '--arch=alexnet', '--dataset=mnist', '--data_dir={mnist_dir}', "
+            f"'--logdir={tmp_path}', '--seeds=3', '--batch_size=16']\n"
+            "app.run(main.main)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), timeout=300)
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr and "ValueError: a bug" in result.stderr
