@@ -242,8 +242,12 @@ def main(argv):
     try:
         train_experiment()
     except (UsageError, spec.SchemaError, DataError, DataUnavailableError, RunDirError,
-            TrainingDiverged, ExperimentError) as error:
+            TrainingDiverged) as error:
         sys.exit(f"rwc_keras.main: error: {error}")
+    except ExperimentError as error:
+        # Only the report reads experiment folders, after every seed has finished.
+        sys.exit(f"rwc_keras.main: error: the runs are complete, but the report failed: "
+                 f"{error} (retry with python -m rwc_keras.report)")
 
 
 if __name__ == "__main__":

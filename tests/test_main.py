@@ -212,3 +212,18 @@ def test_a_bug_shows_its_traceback(mnist_dir, tmp_path):
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), timeout=300)
     assert result.returncode != 0
     assert "Traceback" in result.stderr and "ValueError: a bug" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_report_failure_says_the_runs_are_complete(mnist_dir, tmp_path):
+    # Another seed's unreadable rwc.csv in the experiment folder stops the report, not the run.
+    broken = tmp_path / "alexnet_mnist" / "seed_9"
+    broken.mkdir(parents=True)
+    (broken / "rwc.csv").write_text("epoch,layer\n1,a\n")
+    result = tiny_run(mnist_dir, tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert (tmp_path / "alexnet_mnist" / "seed_3" / "metrics.json").exists()
+    line = [line for line in result.stderr.splitlines() if line.startswith("rwc_keras.main:")]
+    assert line == [f"rwc_keras.main: error: the runs are complete, but the report failed: "
+                    f"{broken / 'rwc.csv'}: missing columns: step, group, rwc, rwc_norm "
+                    "(retry with python -m rwc_keras.report)"]
