@@ -55,10 +55,13 @@ def test_random_tensors_match_float64(shape):
 
 @pytest.mark.parametrize("shape", [(2,), (7,), (3, 3, 16, 32), (512, 100), (5, 5, 1, 64)])
 @pytest.mark.parametrize("scale", [1e-3, 1e-1, 2.0])
-def test_every_metric_matches_float64(shape, scale):
+@pytest.mark.parametrize("shrink", [1.0, 0.9])
+def test_every_metric_matches_float64(shape, scale, shrink):
     rng = np.random.default_rng(len(shape) + int(1 / scale))
     initial, prev = perturbed(rng, shape, scale)
     _, curr = perturbed(rng, shape, scale, base=prev)
+    # Shrinking as weight decay does: a change mostly along the tensor, hardest for rotation.
+    curr = (curr * np.float32(shrink)).astype(np.float32)
     got = all_stats(prev, curr, initial)
     want = reference(prev, curr, initial)
     for name in (*METRICS, "zeros"):
@@ -128,13 +131,14 @@ def test_rotation_of_a_rescaling_is_zero_and_of_a_turn_exact():
     assert all_stats(1.0, -3.0, 2.0)["rotation"] == pytest.approx(2.0)
 
 
-def test_graph_and_eager_agree():
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_graph_and_eager_agree(jit_compile):
     rng = np.random.default_rng(5)
     initial, prev = perturbed(rng, (3, 3, 8, 8), 0.1)
     _, curr = perturbed(rng, prev.shape, 0.1, base=prev)
-    graph = tf.function(lambda p, c, i: layer_stats(p, c, i, METRICS))
+    graph = tf.function(lambda p, c, i: layer_stats(p, c, i, METRICS), jit_compile=jit_compile)
     np.testing.assert_allclose(graph(prev, curr, initial).numpy(),
-                               layer_stats(prev, curr, initial, METRICS).numpy(), rtol=1e-12)
+                               layer_stats(prev, curr, initial, METRICS).numpy(), rtol=1e-6)
 
 
 def test_values_come_in_the_order_asked_then_zeros():
