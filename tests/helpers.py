@@ -18,13 +18,35 @@ def reference(prev, curr):
     Elements whose previous value is 0 are left out of ``rwc`` and counted in ``zeros``; an
     all-zero ``prev`` gives NaN for both values (docs/paper_facts.md, section 1).
     """
-    prev = np.asarray(prev, np.float64)
-    curr = np.asarray(curr, np.float64)
+    values = reference_metrics(prev, curr)
+    return values["rwc"], values["rwc_norm"], values["zeros"]
+
+
+def reference_metrics(prev, curr, initial=None):
+    """Every measure of rwc_keras.metric recomputed in float64 numpy, by name; the ones
+    comparing with ``initial`` only when it is given."""
+    prev, curr = np.asarray(prev, np.float64), np.asarray(curr, np.float64)
     nonzero = prev != 0
     change = np.abs(curr - prev)
-    mean_ratio = (change[nonzero] / np.abs(prev[nonzero])).mean() if nonzero.any() else np.nan
-    norm_ratio = change.sum() / np.abs(prev).sum() if nonzero.any() else np.nan
-    return mean_ratio, norm_ratio, int((~nonzero).sum())
+
+    def ratio(numerator, denominator):
+        return numerator / denominator if denominator > 0 else np.nan
+
+    values = dict(
+        rwc=(change[nonzero] / np.abs(prev[nonzero])).mean() if nonzero.any() else np.nan,
+        rwc_norm=ratio(change.sum(), np.abs(prev).sum()),
+        update_ratio=ratio(np.linalg.norm(curr - prev), np.linalg.norm(prev)),
+        weight_norm=np.linalg.norm(curr),
+        zeros=int((~nonzero).sum()),
+    )
+    if initial is not None:
+        initial = np.asarray(initial, np.float64)
+        norms = np.linalg.norm(curr) * np.linalg.norm(initial)
+        values.update(
+            dist_init=ratio(np.abs(curr - initial).sum(), np.abs(initial).sum()),
+            rotation=1 - np.sum(curr * initial) / norms if norms > 0 else np.nan,
+        )
+    return values
 
 
 def write_idx(path, array, gz=False):
