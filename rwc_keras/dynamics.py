@@ -348,11 +348,12 @@ def k_choice_figure(clustering, title=""):
     figure = Figure(figsize=(10.0, 4.0), layout="constrained")
     silhouette, scree = figure.subplots(1, 2)
     scores = clustering.scores
+    how = "best silhouette" if clustering.chosen else "given"
     for ax, column, label in ((silhouette, "silhouette", "silhouette score (higher: better)"),
                               (scree, "inertia", "inertia (within-cluster sum of squares)")):
         ax.plot(scores.index, scores[column], marker="o")
         ax.axvline(clustering.k, color="grey", linestyle="--",
-                   label=f"K = {clustering.k} ({'best silhouette' if clustering.chosen else 'given'})")
+                   label=f"K = {clustering.k} ({how})")
         ax.set_xlabel("K")
         ax.set_ylabel(label)
         ax.set_xticks(scores.index)

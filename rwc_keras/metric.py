@@ -7,7 +7,8 @@ The Relative Weight Change (RWC) is kept in two definitions (see README, "Two de
 * ``rwc_norm``: ``sum |curr - prev| / sum |prev|``, the ratio of L1 norms written as
   Eq. (1) of the paper.
 
-Optional measures, computed in the same pass (`layer_stats`):
+Optional measures, computed with them in one call that shares the element-wise work
+(`layer_stats`):
 
 * ``update_ratio``: ``||curr - prev||_2 / ||prev||_2``.
 * ``dist_init``: ``sum |curr - initial| / sum |initial|``, how far the tensor has moved from
@@ -108,6 +109,31 @@ def _ratio(numerator, denominator):
     return ops.where(nonzero, numerator / safe, _NAN)
 
 
+def _as_rows(x, like=None):
+    """``x`` as a 2-D tensor of rows of its last axis, in the precision it is measured in:
+    its own (or ``like``'s) when float32 or float64, float32 otherwise."""
+    x = ops.convert_to_tensor(x)
+    dtype = keras.backend.standardize_dtype((x if like is None else like).dtype)
+    if dtype not in ("float32", "float64"):
+        dtype = "float32"
+    row = x.shape[-1] if len(x.shape) else 1
+    return ops.reshape(ops.cast(x, dtype), (-1, row))
+
+
+def _norms_of_rows(initial):
+    return ops.stack([_total(ops.abs(initial)), ops.sqrt(_total_of_squares(initial))])
+
+
+def initial_norms(initial):
+    """``[sum |initial|, ||initial||]`` (float64): what `layer_stats` needs of the weights at
+    train begin besides the tensor itself.
+
+    They never change, so a caller measuring often computes them once and passes them to
+    `layer_stats`, which saves about a third of the cost of ``dist_init`` and ``rotation``.
+    """
+    return _norms_of_rows(_as_rows(initial))
+
+
 class _Terms:
     """The sums one tensor's measures are made of, each computed at most once.
 
@@ -115,17 +141,12 @@ class _Terms:
     the weights' precision followed by a float64 total.
     """
 
-    def __init__(self, prev, curr, initial):
-        prev = ops.convert_to_tensor(prev)
-        dtype = keras.backend.standardize_dtype(prev.dtype)
-        if dtype not in ("float32", "float64"):
-            dtype = "float32"
-        row = prev.shape[-1] if len(prev.shape) else 1
-        self.dtype = dtype
-        as_rows = lambda x: ops.reshape(ops.cast(x, dtype), (-1, row))
-        self.prev = as_rows(prev)
-        self.curr = as_rows(curr)
-        self.initial = None if initial is None else as_rows(initial)
+    def __init__(self, prev, curr, initial, known_initial_norms):
+        self.prev = _as_rows(prev)
+        self.dtype = self.prev.dtype
+        self.curr = _as_rows(curr, like=self.prev)
+        self.initial = None if initial is None else _as_rows(initial, like=self.prev)
+        self.known_initial_norms = known_initial_norms
 
     @functools.cached_property
     def change(self):
@@ -152,6 +173,12 @@ class _Terms:
     def curr_norm(self):
         return ops.sqrt(_total_of_squares(self.curr))
 
+    @functools.cached_property
+    def initial_norms(self):
+        if self.known_initial_norms is not None:
+            return ops.cast(self.known_initial_norms, "float64")
+        return _norms_of_rows(self.initial)
+
     def rwc(self):
         # divide_no_nan puts 0 where prev == 0; those elements are left out of the count.
         ratios = ops.divide_no_nan(self.abs_change, self.abs_prev)
@@ -165,7 +192,7 @@ class _Terms:
                       ops.sqrt(_total_of_squares(self.prev)))
 
     def dist_init(self):
-        return _ratio(_total(ops.abs(self.to_initial)), _total(ops.abs(self.initial)))
+        return _ratio(_total(ops.abs(self.to_initial)), self.initial_norms[0])
 
     def rotation(self):
         # 1 - cos = ||curr / ||curr|| - w0 / ||w0||||^2 / 2, a sum of small squares, so it
@@ -173,7 +200,7 @@ class _Terms:
         # them all). Scaled by ||curr||, the difference of unit vectors is
         # (curr - w0) + (1 - ||curr|| / ||w0||) w0: errors in the two norms only move it
         # along w0, which adds their square to the sum.
-        initial_norm = ops.sqrt(_total_of_squares(self.initial))
+        initial_norm = self.initial_norms[1]
         shrink = _ratio(initial_norm - self.curr_norm, initial_norm)
         turn = self.to_initial + ops.cast(shrink, self.dtype) * self.initial
         return _ratio(_total_of_squares(turn), 2.0 * ops.square(self.curr_norm))
@@ -185,8 +212,8 @@ class _Terms:
         return ops.cast(ops.size(self.prev), "float64") - self.nonzero
 
 
-def layer_stats(prev, curr, initial=None, metrics=DEFAULT_METRICS):
-    """The chosen measures of one weight tensor, then its zero count, in one pass.
+def layer_stats(prev, curr, initial=None, metrics=DEFAULT_METRICS, initial_norms=None):
+    """The chosen measures of one weight tensor, then its zero count, sharing their work.
 
     Graph-friendly: call it inside a ``tf.function``; nothing leaves the device.
 
@@ -196,6 +223,7 @@ def layer_stats(prev, curr, initial=None, metrics=DEFAULT_METRICS):
         initial: the weights at train begin, same shape; needed only by the measures of
             ``INITIAL_METRICS``.
         metrics: names from ``METRICS``, in the order wanted (see `check_metrics`).
+        initial_norms: optional, ``initial_norms(initial)`` computed beforehand.
 
     Returns:
         A float64 vector of ``len(metrics) + 1`` values: each of ``metrics`` in the order
@@ -215,7 +243,7 @@ def layer_stats(prev, curr, initial=None, metrics=DEFAULT_METRICS):
     if initial is None and needs_initial(metrics):
         raise ValueError(f"metrics {', '.join(m for m in metrics if m in INITIAL_METRICS)} "
                          "compare with the weights at train begin; pass initial")
-    terms = _Terms(prev, curr, initial)
+    terms = _Terms(prev, curr, initial, initial_norms)
     return ops.stack([getattr(terms, name)() for name in (*metrics, ZEROS)])
 
 

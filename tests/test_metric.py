@@ -4,7 +4,7 @@ import tensorflow as tf
 
 from rwc_keras import rwc, rwc_norm, rwc_stats
 from rwc_keras.metric import (DEFAULT_METRICS, INITIAL_METRICS, METRICS, check_metrics,
-                              layer_stats, needs_initial)
+                              initial_norms, layer_stats, needs_initial)
 
 from .helpers import reference, reference_metrics
 
@@ -115,6 +115,17 @@ def test_graph_and_eager_agree(jit_compile):
     graph = tf.function(lambda p, c, i: layer_stats(p, c, i, METRICS), jit_compile=jit_compile)
     np.testing.assert_allclose(graph(prev, curr, initial).numpy(),
                                layer_stats(prev, curr, initial, METRICS).numpy(), rtol=1e-6)
+
+
+def test_initial_norms_computed_once_give_the_same_values():
+    rng = np.random.default_rng(6)
+    initial, prev = perturbed(rng, (3, 3, 8, 16), 0.1)
+    _, curr = perturbed(rng, prev.shape, 0.1, base=prev)
+    norms = initial_norms(initial)
+    np.testing.assert_allclose(norms, [np.abs(initial.astype(np.float64)).sum(),
+                                       np.linalg.norm(initial.astype(np.float64))], rtol=1e-6)
+    np.testing.assert_array_equal(layer_stats(prev, curr, initial, METRICS, norms),
+                                  layer_stats(prev, curr, initial, METRICS))
 
 
 def test_values_come_in_the_order_asked_then_zeros():
