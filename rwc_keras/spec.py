@@ -263,6 +263,10 @@ AGGREGATED_COLUMNS = ("level", "name", "group", "epoch", "step", "metric",
 REPORT_MD = "report.md"
 ACCURACY_PNG = "accuracy.png"
 LAYERS_PNG = "{metric}_layers.png"
+# The layer clusters: curves coloured by cluster, the layers' 2-D PCA, the choice of K.
+CLUSTERS_PNG = "clusters.png"
+CLUSTERS_PCA_PNG = "clusters_pca.png"
+CLUSTERS_K_PNG = "clusters_k.png"
 
 
 def layer_tag(metric, group, layer):

@@ -543,7 +543,8 @@ def test_accuracy_figure(resnet):
 def test_report_files(resnet):
     experiment, _, _ = resnet
     written = write.write_report(experiment, {experiment.key: experiment}, 0.1)
-    pictures = ("rwc_layers.png", "rwc_norm_layers.png", "accuracy.png")
+    pictures = ("rwc_layers.png", "rwc_norm_layers.png", "accuracy.png", "clusters.png",
+                "clusters_pca.png", "clusters_k.png")
     assert [os.path.basename(p) for p in written] == ["report.md", "rwc_aggregated.csv",
                                                       *pictures]
     for name in pictures:
@@ -566,6 +567,7 @@ def test_report_files(resnet):
     assert "10%" in text  # the tolerance is stated
     for name in pictures:
         assert f"]({name})" in text
+    assert "\n## Layer clusters\n" in text and "\n## Settling points\n" in text
     top1 = np.array([accuracy_curve(s)[-1] for s in range(3)]) * 100
     assert f"| ResNet-18 | CIFAR-10 | 3 | {top1.mean():.2f}% ± {top1.std():.2f} | 91.0% |" in text
 

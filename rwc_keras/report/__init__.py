@@ -1,4 +1,5 @@
-"""Reports on finished experiments: seed-averaged RWC curves, figures and the paper's claims.
+"""Reports on finished experiments: seed-averaged RWC curves, figures, the paper's claims,
+layer clusters and settling points.
 
 Usage::
 
@@ -11,6 +12,8 @@ module per job:
 * `rwc_keras.report.experiment`: reading an experiment folder, statistics over seeds;
 * `rwc_keras.report.verdicts`: the paper's claims (``rwc_keras.claims``) judged on the seed
   means and per seed;
+* `rwc_keras.report.layer_dynamics`: the layers clustered by the shape of their curves, and
+  when each layer and group settles (``rwc_keras.dynamics``);
 * `rwc_keras.report.figures`: the per-layer RWC figures and the accuracy figure;
 * `rwc_keras.report.write`: the files written into the experiment folder, report.md's text;
 * ``rwc_keras/report/__main__.py``: the command line.

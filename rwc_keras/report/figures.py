@@ -11,13 +11,11 @@ Example:
 
 from matplotlib.figure import Figure
 
-from rwc_keras import spec
+from rwc_keras import dynamics, spec
 from rwc_keras.report.experiment import over_seeds
 
 # Fewer seeds than this get a min-max band instead of plus/minus one std.
 MIN_SEEDS_FOR_STD = 3
-# Curves spanning more than this factor are drawn on a log axis.
-LOG_SCALE_SPAN = 100
 
 
 def count(n, noun):
@@ -50,12 +48,14 @@ def group_colour(experiment, group):
     return f"C{experiment.groups.index(group) % 10}"
 
 
-def rwc_figure(experiment, metric):
+def rwc_figure(experiment, metric, settling=None):
     """Every layer's seed-mean ``metric`` curve with its band, coloured by group.
 
     Args:
         experiment: an `Experiment`.
         metric: one of ``rwc_keras.spec.RWC_METRICS``.
+        settling: optional settling points (`rwc_keras.report.layer_dynamics.settle_experiment`)
+            of this metric: a marker on each layer's curve where it settles.
 
     Returns:
         A matplotlib Figure with one chart per panel of the architecture
@@ -67,6 +67,7 @@ def rwc_figure(experiment, metric):
     curves = table[(table["level"] == "layer") & (table["metric"] == metric)]
     n_seeds = len(experiment.seeds)
     for ax, groups in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels):
+        settled_any = False
         for group in (g for g in groups if g in experiment.groups):
             colour = group_colour(experiment, group)
             members = [layer for layer, g in experiment.layers if g == group]
@@ -78,17 +79,31 @@ def rwc_figure(experiment, metric):
                 ax.plot(x, curve["mean"], color=colour, linewidth=1.2, label=label)
                 ax.fill_between(x, *band(curve, n_seeds), color=colour, alpha=0.15,
                                 linewidth=0)
+                if settling is not None and settling.loc[layer, "settled"]:
+                    at = curve[x == settling.loc[layer, "settled_at"]]
+                    ax.plot(at[experiment.x], at["mean"], color=colour, marker="o",
+                            markeredgecolor="black", linestyle="none", label="_settles")
+                    settled_any = True
+        if settled_any:
+            # One legend entry for every marker, after the groups'.
+            ax.plot([], [], color="grey", marker="o", markeredgecolor="black",
+                    linestyle="none", label="settles")
         ax.set_title(" vs ".join(groups))
         positive = curves.loc[curves["mean"] > 0, "mean"]
         # A few near-zero weights can make rwc spike by orders of magnitude: a log axis
         # keeps the other curves readable (a band's negative part is then clipped).
-        if len(positive) and positive.max() > LOG_SCALE_SPAN * positive.min():
+        if len(positive) and positive.max() > dynamics.LOG_SCALE_SPAN * positive.min():
             ax.set_yscale("log")
         ax.set_xlabel("epoch" if experiment.x == "epoch" else "optimizer step")
         ax.set_ylabel(f"{metric} = {spec.RWC_FORMULAS[metric]}")
         ax.legend()
+    markers = ""
+    if settling is not None:
+        markers = (f"\nmarkers: where it settles (smoothed, below "
+                   f"{dynamics.SETTLING_THRESHOLD:.0%} of its peak from there on)")
     figure.suptitle(f"{experiment.title}: {metric} per layer\n"
-                    f"{band_description(n_seeds)}, {count(experiment.epochs, 'epoch')}")
+                    f"{band_description(n_seeds)}, {count(experiment.epochs, 'epoch')}"
+                    f"{markers}")
     return figure
 
 

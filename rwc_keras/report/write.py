@@ -2,9 +2,13 @@
 
 File names come from ``rwc_keras.spec``: ``rwc_aggregated.csv`` (statistics over seeds per
 layer and group, see `rwc_keras.report.experiment`), ``rwc_layers.png`` and
-``rwc_norm_layers.png`` (`rwc_keras.report.figures.rwc_figure`), ``accuracy.png`` and
-``report.md``: the final test accuracy beside the paper's, and the paper's claims judged on
-the seed means and per seed, for both RWC definitions (`rwc_keras.report.verdicts`).
+``rwc_norm_layers.png`` (`rwc_keras.report.figures.rwc_figure`, the latter with the layers'
+settling points), ``accuracy.png``, the layer clusters' ``clusters.png``,
+``clusters_pca.png`` and ``clusters_k.png`` (`rwc_keras.dynamics`; none when the layers
+cannot be clustered) and ``report.md``: the final test accuracy beside the paper's, the
+paper's claims judged on the seed means and per seed for both RWC definitions
+(`rwc_keras.report.verdicts`), the layer clusters and the settling points
+(`rwc_keras.report.layer_dynamics`).
 
 Example:
     experiment = load_experiment("runs/alexnet_fashion_mnist")
@@ -15,10 +19,12 @@ import os
 
 import numpy as np
 
-from rwc_keras import spec
-from rwc_keras.report import figures, verdicts
+from rwc_keras import dynamics, spec
+from rwc_keras.report import figures, layer_dynamics, verdicts
 
 CLAIMS_HEADER = ("claim", "window", "seed means", "verdict", "per seed")
+CLUSTERS_HEADER = ("cluster", "layers", "members", "groups")
+SETTLING_HEADER = ("layer", "group", "settles at ({x})", "peak (smoothed)", "peak at ({x})")
 ACCURACY_HEADER = ("arch", "dataset", "seeds", "test top-1 (mean ± std over seeds)", "paper")
 CLAIM_RULES = """\
 Each claim compares two groups' RWC over a window of training. The *verdict* judges the seed
@@ -75,6 +81,87 @@ def accuracy_row(experiment):
             "not in the paper" if paper is None else f"{paper:.1%}")
 
 
+def _cluster_method(clusters):
+    """How the layers were clustered, in a few sentences."""
+    options = clusters.options
+    text = (f"K-means of the layers by the shape of their seed-mean `{options.metric}` "
+            "curves: each curve scaled to unit L2 norm, so that its shape, not its scale, "
+            "decides its cluster.")
+    if options.metric == layer_dynamics.CLUSTER_METRIC:
+        text += (f" `{options.metric}` rather than `rwc`: `rwc` can jump by orders of "
+                 "magnitude when a few weights pass near zero, and one jump would decide its "
+                 "layer's cluster.")
+    if options.authors_outliers:
+        text += (" The authors' outlier rule: values further than "
+                 f"{dynamics.AUTHORS_OUTLIER_SIGMA:g} std from their layer's mean replaced "
+                 "by that mean.")
+    if clusters.clustering is not None and clusters.clustering.dropped:
+        text += f" Left out: {', '.join(clusters.clustering.dropped)}."
+    return text
+
+
+def _k_choice(clustering):
+    """K and how it was chosen, with the silhouette score of every K tried."""
+    scores = clustering.scores["silhouette"]
+    listed = ", ".join(f"{k}: {score:.2f}" for k, score in scores.items())
+    if clustering.chosen:
+        return (f"K = {clustering.k}: the best silhouette score of K = {scores.index.min()} "
+                f"to {scores.index.max()} ({listed}).")
+    return f"K = {clustering.k}, as given (silhouette scores {listed})."
+
+
+def clusters_section(experiment, clusters, pictures=()):
+    """report.md's "Layer clusters" section.
+
+    Args:
+        experiment: the `Experiment`.
+        clusters: its `rwc_keras.report.layer_dynamics.LayerClusters`.
+        pictures: ``(title, file name)`` of the cluster figures, shown at its end.
+    """
+    lines = ["## Layer clusters", _cluster_method(clusters)]
+    clustering = clusters.clustering
+    if clustering is None:
+        return "\n\n".join([*lines, f"No clusters: {clusters.problem}."])
+    table = dynamics.cluster_table(clustering, dynamics.layer_groups(experiment.aggregated))
+    agreement = ("none: no layer has a group" if np.isnan(clusters.adjusted_rand)
+                 else f"{clusters.adjusted_rand:.2f}")
+    lines += [
+        _k_choice(clustering),
+        markdown_table(CLUSTERS_HEADER, table[list(CLUSTERS_HEADER)].itertuples(index=False)),
+        f"Agreement with the paper's groups: adjusted Rand index {agreement} (1: the same "
+        "partition; about 0: no better than chance).",
+        *(f"![{title}]({name})" for title, name in pictures),
+    ]
+    return "\n\n".join(lines)
+
+
+def settling_section(experiment, settling, figure_name):
+    """report.md's "Settling points" section: the rule, the groups' order, the table.
+
+    Args:
+        experiment: the `Experiment`.
+        settling: from `rwc_keras.report.layer_dynamics.settle_experiment`.
+        figure_name: the figure whose curves carry the settling markers.
+    """
+    ordered = settling.sort_values("settled_at", kind="stable", na_position="last")
+    rows = [
+        (layer, row.group or "–", f"{row.settled_at:.0f}" if row.settled else "never",
+         f"{row.peak:.4g}", f"{row.peak_at:.0f}")
+        for layer, row in ordered.iterrows()
+    ]
+    header = [cell.format(x=experiment.x) for cell in SETTLING_HEADER]
+    return "\n\n".join([
+        "## Settling points",
+        "A layer settles at the first measurement from which its seed-mean "
+        f"`{layer_dynamics.SETTLING_METRIC}` curve, smoothed (exponential moving average, "
+        f"smoothing {dynamics.SMOOTHING:g}), stays below {dynamics.SETTLING_THRESHOLD:.0%} of "
+        "its peak to the end; a group settles when half of its layers have. Markers on the "
+        f"curves of [{figure_name}]({figure_name}).",
+        layer_dynamics.settling_order(experiment, settling),
+        markdown_table(header, rows),
+    ])
+
+
 def _summary(experiment):
     measured = "per epoch" if experiment.x == "epoch" else "per optimizer step"
     return (f"Seeds {', '.join(experiment.seeds)} ({len(experiment.seeds)}), "
@@ -83,7 +170,26 @@ def _summary(experiment):
             "(mean, std with ddof=0, min and max over seeds).")
 
 
-def write_report(experiment, experiments, tolerance):
+def cluster_figures(experiment, clusters):
+    """``(title, file name, Figure)`` of each cluster figure; none without clusters."""
+    clustering = clusters.clustering
+    if clustering is None:
+        return []
+    metric, layers = clusters.options.metric, len(clustering.labels)
+    how = "best silhouette" if clustering.chosen else "given"
+    return [
+        ("layer clusters", spec.CLUSTERS_PNG, dynamics.cluster_curves_figure(
+            clusters.curves, clustering,
+            f"{experiment.title}: {layers} layers in {clustering.k} clusters ({how}) by "
+            f"the shape of their {metric} curves")),
+        ("layers by curve shape, 2-D PCA", spec.CLUSTERS_PCA_PNG, dynamics.pca_figure(
+            clustering, f"{experiment.title}: layers by {metric} curve shape, 2-D PCA")),
+        ("choice of K", spec.CLUSTERS_K_PNG, dynamics.k_choice_figure(
+            clustering, f"{experiment.title}: choice of K for {layers} layers ({metric})")),
+    ]
+
+
+def write_report(experiment, experiments, tolerance, clusters=None):
     """Writes rwc_aggregated.csv, the figures and report.md into the experiment folder.
 
     Args:
@@ -91,6 +197,8 @@ def write_report(experiment, experiments, tolerance):
         experiments: all loaded experiments by ``(arch, dataset)``, for claims naming
             another dataset.
         tolerance: relative difference up to which two values are about equal.
+        clusters: its layers clustered (`rwc_keras.report.layer_dynamics.cluster_experiment`);
+            None: clustered with the default options.
 
     Returns:
         The paths written, report.md first.
@@ -98,16 +206,24 @@ def write_report(experiment, experiments, tolerance):
     def path(name):
         return os.path.join(experiment.path, name)
 
+    if clusters is None:
+        clusters = layer_dynamics.cluster_experiment(experiment)
+    settling = layer_dynamics.settle_experiment(experiment)
     experiment.aggregated.to_csv(path(spec.AGGREGATED_CSV), index=False)
     pictures = []
     for metric in spec.RWC_METRICS:
         name = spec.LAYERS_PNG.format(metric=metric)
-        figures.rwc_figure(experiment, metric).savefig(path(name), dpi=120)
+        markers = settling if metric == layer_dynamics.SETTLING_METRIC else None
+        figures.rwc_figure(experiment, metric, markers).savefig(path(name), dpi=120)
         pictures.append((f"{metric} per layer", name))
     accuracy = figures.accuracy_figure(experiment)
     if accuracy is not None:
         accuracy.savefig(path(spec.ACCURACY_PNG), dpi=120)
         pictures.append(("test accuracy", spec.ACCURACY_PNG))
+    cluster_pictures = []
+    for title, name, figure in cluster_figures(experiment, clusters):
+        figure.savefig(path(name), dpi=120)
+        cluster_pictures.append((title, name))
     claim_sections = []
     for metric in spec.RWC_METRICS:
         note = " (the paper's figures)" if metric == "rwc" else ""
@@ -122,9 +238,13 @@ def write_report(experiment, experiments, tolerance):
         "## The paper's claims",
         CLAIM_RULES.format(tolerance=f"{tolerance * 100:g}%"),
         *claim_sections,
+        clusters_section(experiment, clusters, cluster_pictures),
+        settling_section(experiment, settling, spec.LAYERS_PNG.format(
+            metric=layer_dynamics.SETTLING_METRIC)),
         "## Figures",
         *(f"![{title}]({name})" for title, name in pictures),
     ]
     with open(path(spec.REPORT_MD), "w") as f:
         f.write("\n\n".join(sections) + "\n")
-    return [path(spec.REPORT_MD), path(spec.AGGREGATED_CSV), *(path(n) for _, n in pictures)]
+    written = [*pictures, *cluster_pictures]
+    return [path(spec.REPORT_MD), path(spec.AGGREGATED_CSV), *(path(n) for _, n in written)]
