@@ -201,6 +201,14 @@ RWC_CSV = "rwc.csv"
 RWC_COLUMNS = ("epoch", "step", "layer", "group", "rwc", "rwc_norm", "zeros", "size")
 # The two RWC definitions, each a CSV column and a TensorBoard tag family.
 RWC_METRICS = ("rwc", "rwc_norm")
+
+
+def layer_name(model, variable):
+    """The CSV's ``layer`` of a Keras variable: its path without the model's name, e.g.
+    ``conv1/kernel`` (the keys of a model's ``rwc_groups`` too)."""
+    return variable.path.removeprefix(model.name + "/")
+
+
 # Written by the training driver, per seed.
 HISTORY_CSV = "history.csv"
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_top1", "train_top5",
@@ -208,6 +216,8 @@ HISTORY_COLUMNS = ("epoch", "train_loss", "train_top1", "train_top5",
 METRICS_JSON = "metrics.json"
 FLAGS_CFG = "flags.cfg"
 CHECKPOINT_DIR = "checkpoint"
+# Held locked (flock) by the process writing a seed folder.
+LOCK_FILE = ".lock"
 # Written by the report, per run folder.
 AGGREGATED_CSV = "rwc_aggregated.csv"
 REPORT_MD = "report.md"
