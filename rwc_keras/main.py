@@ -181,19 +181,17 @@ def run_all():
                                  max_test_examples=FLAGS.max_test_examples,
                                  normalize=FLAGS.normalize, shuffle=FLAGS.shuffle)
         run_dir = RunDir(os.path.join(FLAGS.logdir, f"{arch}_{dataset}", f"seed_{seed}"),
-                         seed_flagfile(config), writer=is_chief(strategy))
+                         seed_flagfile(config), is_chief=is_chief(strategy))
         try:
-            done = run_dir.claim()
-            if done is None:
+            if not run_dir.claim():
                 print(f"seed {seed}: {run_dir.path} is complete already; nothing to do")
                 continue
-            logging.info("%s on %s, seed %d, lr %g, weight decay %g, %d replica(s): %s %s",
-                         arch, dataset, seed, lr, weight_decay, replicas,
-                         f"resuming after epoch {done} in" if done else "writing", run_dir.path)
+            logging.info("%s on %s, seed %d, lr %g, weight decay %g, %d replica(s): %s",
+                         arch, dataset, seed, lr, weight_decay, replicas, run_dir.path)
             metrics = run(config, strategy, datasets, run_dir)
         finally:
             run_dir.release()
-        if run_dir.writer:
+        if run_dir.is_chief:
             print(f"seed {seed}: test top-1 {metrics['test_top1']:.4f}, "
                   f"top-5 {metrics['test_top5']:.4f}, {metrics['images_per_second']:.0f} img/s")
             print(f"  RWC CSV:      {run_dir.file('rwc.csv')}")
