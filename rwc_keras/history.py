@@ -51,6 +51,9 @@ class HistoryLogger(keras.callbacks.Callback):
             tag.split("/")[0] in spec.SPLITS and event_step > epoch))
 
     def on_epoch_begin(self, epoch, logs=None):
+        if self.rwc.summary_writer is None:
+            raise ValueError("HistoryLogger writes with the RWCCallback's TensorBoard writer, "
+                             "which it opens at on_epoch_begin: list the RWCCallback first")
         if tf.io.gfile.exists(self._path):
             return
         # The layout first: a kill between the two leaves a second copy of it (harmless),

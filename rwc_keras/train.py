@@ -192,7 +192,7 @@ class Trainer:
         """The running train logs, after checking the losses of the ``pending`` steps."""
         # One transfer for both: the pending steps' losses, then the totals.
         values = tf.concat([tf.stack(pending)[:, 0], totals], axis=0).numpy()
-        losses, totals = values[:len(pending)], values[len(pending):]
+        losses, sums = values[:len(pending)], values[len(pending):]
         diverged = np.flatnonzero(~np.isfinite(losses))
         if diverged.size:
             first = diverged[0]
@@ -200,7 +200,7 @@ class Trainer:
                 f"the training loss became {losses[first]} at epoch {epoch + 1}, "
                 f"step {last_step - len(pending) + first + 2}: lower --lr "
                 f"(now {self.config.lr})")
-        return as_logs(totals)
+        return as_logs(sums)
 
     def fit(self, callbacks):
         """Trains to ``config.epochs``, evaluating after each epoch, driving ``callbacks``
