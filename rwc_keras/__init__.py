@@ -1,6 +1,6 @@
 """rwc_keras: layer-wise Relative Weight Change (RWC) for Keras 3 / TensorFlow training.
 
-    from rwc_keras import RWCCallback, rwc, rwc_norm
+    from rwc_keras import RWCCallback, ResumeCallback, rwc, rwc_norm
 """
 
 import importlib
@@ -9,6 +9,7 @@ import importlib
 # instead of after TensorFlow's multi-second import.
 _EXPORTS = {
     "RWCCallback": "rwc_keras.callback",
+    "ResumeCallback": "rwc_keras.resume",
     "rwc": "rwc_keras.metric",
     "rwc_norm": "rwc_keras.metric",
     "rwc_stats": "rwc_keras.metric",

@@ -10,8 +10,10 @@ For each architecture (32x32x3 input, 10 classes) it prints one table with:
 3. images/s the input pipeline (`rwc_keras.data.Datasets`, CIFAR-10 settings: crops and
    flips, on generated in-memory CIFAR-shaped images) delivers alone, against what the model
    consumes;
-4. images/s of the training driver's own loop (`rwc_keras.train.Trainer` on that pipeline,
-   default strategy) against plain ``fit``;
+4. images/s of the training driver's own loop (`rwc_keras.train.Trainer` on that pipeline)
+   against plain ``fit``, under the default strategy and under ``MirroredStrategy`` over one
+   device (alternating epochs), and how often per epoch the loop waits for the device
+   (host reads of tensor values);
 5. the training FLOP/s reached, as a fraction of a large matmul's FLOP/s measured in the
    same run;
 6. plain ``fit`` again at the end: how much the machine's speed drifted meanwhile.
@@ -43,6 +45,7 @@ from absl import app, flags
 
 from rwc_keras.callback import RWCCallback
 from rwc_keras.data import DATASETS, Datasets
+from rwc_keras.host_reads import HostReads
 from rwc_keras import spec
 from rwc_keras.models import build_model
 from rwc_keras.optimizer import TorchSGD
@@ -231,6 +234,7 @@ def measurement_milliseconds(model, log_dir, settings):
     callback = RWCCallback(log_dir, verbose=0)
     callback.set_model(model)
     callback.on_train_begin()
+    callback.on_epoch_begin(0)
     try:
         in_graph = time_calls(callback.measure, settings.repeats, MEASUREMENT_CALLS)
         with_files = time_calls(lambda: callback.on_epoch_end(0), settings.repeats,
@@ -266,17 +270,55 @@ def pipeline_images_per_second(datasets, settings):
             for s in time_calls(one_epoch, settings.repeats)]
 
 
-def driver_images_per_second(arch, datasets, settings):
-    """images/s of the driver's `Trainer.train_epoch` on ``datasets``, default strategy."""
+def one_device_mirrored():
+    """``MirroredStrategy`` over one device: the first GPU, else the CPU."""
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.MirroredStrategy([gpus[0].name if gpus else "/cpu:0"])
+
+
+def driver_trainer(arch, datasets, settings, strategy):
+    """The driver's `Trainer` for ``arch`` on ``datasets`` under ``strategy``, with an
+    empty callback list to drive ``train_epoch``."""
     config = RunConfig(arch=arch, dataset="cifar10", seed=0, epochs=1,
                        batch_size=settings.batch_size, lr=LEARNING_RATE, momentum=MOMENTUM,
                        weight_decay=WEIGHT_DECAY, jit_compile=settings.jit_compile,
                        mixed_precision=settings.mixed_precision)
-    trainer = Trainer(config, tf.distribute.get_strategy(), datasets)
-    callbacks = keras.callbacks.CallbackList([], model=trainer.model)
+    trainer = Trainer(config, strategy, datasets)
+    return trainer, keras.callbacks.CallbackList([], model=trainer.model)
+
+
+def driver_images_per_second(trainers, settings):
+    """images/s of `Trainer.train_epoch` for each of ``trainers`` (name -> (trainer,
+    callbacks)), one value per repeat, as a dict by name.
+
+    The trainers take turns epoch by epoch after one warm-up epoch each, so the machine's
+    drift affects them alike and their ratio holds even when the absolute figures move.
+    """
+    seconds = {name: [] for name in trainers}
     epochs = itertools.count()
-    seconds = time_calls(lambda: trainer.train_epoch(next(epochs), callbacks), settings.repeats)
-    return [settings.steps * settings.batch_size / s for s in seconds]
+    for repeat in range(1 + settings.repeats):
+        for name, (trainer, callbacks) in trainers.items():
+            start = time.perf_counter()
+            trainer.train_epoch(next(epochs), callbacks)
+            if repeat:  # the first round traces and compiles
+                seconds[name].append(time.perf_counter() - start)
+    return {name: [settings.steps * settings.batch_size / s for s in values]
+            for name, values in seconds.items()}
+
+
+def driver_host_reads(trainer, callbacks, settings):
+    """Reads of tensor values into Python during one `Trainer.train_epoch`, beyond those of
+    building and iterating its input pipeline alone (host constants read while tracing, no
+    wait for the device); one value per repeat."""
+    counts = []
+    for epoch in range(settings.repeats):
+        with HostReads() as pipeline:
+            for _ in trainer.datasets.train(epoch):
+                pass
+        with HostReads() as loop:
+            trainer.train_epoch(epoch, callbacks)
+        counts.append(loop.count - pipeline.count)
+    return counts
 
 
 def forward_flops_per_image(model):
@@ -335,6 +377,10 @@ def bench_arch(arch, settings, peak):
         "tracked weight, then numpy mean(|curr-prev|/|prev|) and the L1-norm ratio.",
         "Input pipeline: rwc_keras.data.Datasets with CIFAR-10 settings (crops and flips) on "
         "generated CIFAR-shaped uint8 images, iterated with no model.",
+        "Driver rows: Trainer.train_epoch on that pipeline, the default strategy and "
+        "MirroredStrategy over one device taking turns epoch by epoch; waits: tensor values "
+        "read into Python during one epoch (rwc_keras.host_reads), less those of building "
+        "the epoch's input pipeline.",
         f"Training FLOP/s: 3 x {forward / 1e9:.3g} GFLOP forward per image (2 x multiply-adds of "
         "conv and dense layers; backward counted as 2 x forward) x plain-fit images/s.",
     ])
@@ -361,8 +407,15 @@ def bench_arch(arch, settings, peak):
     datasets = generated_cifar(settings)
     table.add("input pipeline alone (generated CIFAR-shaped data)",
               pipeline_images_per_second(datasets, settings), "img/s", plain)
-    table.add("driver Trainer epochs (pipeline + its loop)",
-              driver_images_per_second(arch, datasets, settings), "img/s", plain)
+    trainers = {"default": driver_trainer(arch, datasets, settings, tf.distribute.get_strategy()),
+                "mirrored": driver_trainer(arch, datasets, settings, one_device_mirrored())}
+    driver = driver_images_per_second(trainers, settings)
+    default = table.add("driver Trainer epochs (pipeline + its loop)", driver["default"],
+                        "img/s", plain)
+    table.add("driver Trainer epochs, MirroredStrategy over 1 device", driver["mirrored"],
+              "img/s", default)
+    table.add(f"driver: waits for the device per epoch ({settings.steps} steps)",
+              driver_host_reads(*trainers["default"], settings), "reads")
     table.add("training FLOP/s (plain fit)", [3 * forward * v / 1e9 for v in plain.values],
               "GFLOP/s", peak)
     # The machine's own speed can drift during the minutes the rows above take; plain fit

@@ -1,6 +1,5 @@
 """`RWCCallback`: per-layer Relative Weight Change during `model.fit`, to CSV and TensorBoard."""
 
-import csv
 import datetime
 import math
 import os
@@ -10,10 +9,17 @@ import keras
 import pandas as pd
 import tensorflow as tf
 
+from rwc_keras import spec
 from rwc_keras.metric import rwc_stats
+from rwc_keras.files import append_csv, csv_text, drop_csv_rows, drop_events
 
-CSV_NAME = "rwc.csv"
-CSV_COLUMNS = ("epoch", "step", "layer", "group", "rwc", "rwc_norm", "zeros", "size")
+# The first part of every TensorBoard tag the callback writes: the families it owns in a
+# folder shared with other scalars (see on_resume).
+_TAG_FAMILIES = frozenset(
+    tag.split("/")[0]
+    for metric in spec.RWC_METRICS
+    for tag in (spec.layer_tag(metric, "", "layer"), spec.group_mean_tag(metric, "group"))
+)
 
 
 def new_run_dir(parent="runs", prefix="rwc"):
@@ -42,29 +48,39 @@ class RWCCallback(keras.callbacks.Callback):
     recorded, ``rwc = mean(|curr - prev| / |prev|)`` and ``rwc_norm = sum|curr - prev| /
     sum|prev|`` (see `rwc_keras.metric`). The work runs in the TensorFlow graph against
     snapshot variables kept on the weights' device; per measurement only four scalars per
-    tensor go to the host. Works unchanged for models created under
-    `tf.distribute.MirroredStrategy`.
+    tensor go to the host, and between measurements the callback reads nothing from the
+    device. Works unchanged for models created under `tf.distribute.MirroredStrategy`.
 
-    Output, in ``log_dir``:
+    Output, in ``log_dir`` (any TensorFlow filesystem path, e.g. ``gs://...``):
 
     * ``rwc.csv``: one row per tracked tensor per measurement, columns
       ``epoch,step,layer,group,rwc,rwc_norm,zeros,size`` (``epoch`` 1-based, ``step`` the
       optimizer's iteration count, ``layer`` the variable path without the model's name,
       ``group`` empty when none, ``zeros`` the elements left out of the ``rwc`` mean because
-      their previous value was exactly 0, ``size`` the tensor's element count). Flushed after
-      every measurement.
+      their previous value was exactly 0, ``size`` the tensor's element count). Appended
+      after every measurement; rows are not kept in memory (`to_dataframe` reads the file).
     * TensorBoard scalars ``rwc/<group>/<layer>`` and ``rwc_norm/<group>/<layer>`` (no group
-      part when empty) and, per group, ``rwc_mean/<group>`` and ``rwc_norm_mean/<group>``.
-      Their step is the epoch for per-epoch measurement, the optimizer step otherwise.
+      part when empty) and, per group, ``rwc_mean/<group>`` and ``rwc_norm_mean/<group>``,
+      through one writer per callback (`summary_writer`). Their step is the epoch for
+      per-epoch measurement, the optimizer step otherwise.
 
     Layer groups: the model can declare them with an attribute ``rwc_groups``, a dict from
     layer name (as in the CSV) to group name; the paper's models from `rwc_keras.models` do.
     The ``groups`` argument overrides it.
 
+    Several ``fit()`` calls with one callback continue one record: the first measurement of
+    a later call compares with the last of the earlier one, and the measurement is traced
+    once. Resuming a killed run: pass the callback to a `rwc_keras.ResumeCallback` listed
+    after it, which saves its snapshots and on a restart drops the rows and events written
+    after the checkpoint.
+
     Args:
-        log_dir: folder to write to. Default: a new folder ``runs/rwc-<time>`` per run. An
-            existing ``rwc.csv`` there is an error unless ``append=True``.
-        update_freq: ``"epoch"`` (default) or an int N: measure every N optimizer steps.
+        log_dir: folder to write to. Default: a new local folder ``runs/rwc-<time>``, made
+            at the first epoch. An existing ``rwc.csv`` with rows there is an error unless
+            ``append=True`` or a `ResumeCallback` restored this callback.
+        update_freq: ``"epoch"`` (default) or an int N: measure once at least N optimizer
+            steps have passed since the last measurement (with ``steps_per_execution=K`` the
+            callback sees every K-th step, so the gaps are N rounded up to a multiple of K).
         include: which trainable variables to track. None: all with more than one
             dimension (conv and dense kernels). Otherwise a list of layer names (as in the
             CSV), a regular expression searched in the layer name, or a predicate taking the
@@ -73,7 +89,7 @@ class RWCCallback(keras.callbacks.Callback):
         groups: a dict from layer name to group name, or a callable taking the layer name
             and returning a group name or None. Default: the model's ``rwc_groups``.
         append: append to an existing ``rwc.csv`` in ``log_dir`` instead of refusing.
-        verbose: 1 prints where the files go once at train begin; 0 is silent.
+        verbose: 1 prints where the files go once; 0 is silent.
 
     Example:
         ```python
@@ -106,18 +122,28 @@ class RWCCallback(keras.callbacks.Callback):
         self.groups = groups
         self.append = append
         self.verbose = verbose
-        self._rows = []
-        self._csv_file = None
-        self._writer = None
-        self._epoch = 0
-        self._last_step = None
+        # Built once per model (on_train_begin): what is measured and against what.
+        self._state_model = None
         self._tracked = None
+        self._meta = None
         self._snapshots = None
+        self._last_step = None  # a variable, so that a checkpoint holds it
+        self._measure_fn = None
+        # Opened once per callback (the first on_epoch_begin): where it writes.
+        self._csv_path = None
+        self._writer = None
+        self._summarise_fn = None  # traced against the writer and the snapshots
+        self._resumed = False
+        self._training = False
+        # Host-side bookkeeping, so that no step reads the device.
+        self._epoch = 0
+        self._epoch_start_step = 0
+        self._last_step_value = 0
 
     # -- selection -------------------------------------------------------------------------
 
     def _layer_name(self, variable):
-        return variable.path.removeprefix(self.model.name + "/")
+        return spec.layer_name(self.model, variable)
 
     def _select(self):
         candidates = [
@@ -158,46 +184,92 @@ class RWCCallback(keras.callbacks.Callback):
         group = groups(layer) if callable(groups) else groups.get(layer)
         return group or ""
 
+    # -- state -----------------------------------------------------------------------------
+
+    def _build_state(self):
+        self._tracked = self._select()
+        self._meta = []
+        for v in self._tracked:
+            layer = self._layer_name(v)
+            self._meta.append((layer, self._group_of(layer), int(math.prod(v.shape))))
+        # A plain variable beside the primary copy of each weight: under MirroredStrategy
+        # the measurement reads the primary replica only, so no cross-device traffic.
+        self._snapshots = []
+        for v in self._tracked:
+            with tf.device(v.value.device):
+                self._snapshots.append(tf.Variable(tf.identity(v.value), trainable=False))
+        self._last_step_value = int(self.model.optimizer.iterations.numpy())
+        with tf.device("/cpu:0"):
+            self._last_step = tf.Variable(self._last_step_value, dtype=tf.int64,
+                                          trainable=False)
+        self._measure_fn = tf.function(self._measure_and_advance)
+        self._summarise_fn = None
+        self._state_model = self.model
+
+    def checkpoint_state(self):
+        """The variables a `ResumeCallback` saves for this callback: the snapshots and the
+        step of the last measurement.
+
+        Raises:
+            ValueError: called before this callback's ``on_train_begin`` set them up, i.e.
+                the `ResumeCallback` is listed before it in ``callbacks``.
+        """
+        if not self._training:
+            raise ValueError(
+                "RWCCallback has not set up its snapshots yet: it does so in on_train_begin, "
+                "so list it before the ResumeCallback in callbacks=[...]")
+        return {"snapshots": list(self._snapshots), "last_step": self._last_step}
+
+    def on_resume(self, epoch, step):
+        """After a `ResumeCallback` restored the snapshots: drops the CSV rows and
+        TensorBoard events written after the checkpoint (``epoch`` epochs, ``step`` steps)."""
+        if self.log_dir is None:
+            raise ValueError("RWCCallback(log_dir=None) writes a new folder per run; give "
+                             "it the log_dir of the run to resume")
+        self._last_step_value = int(self._last_step.numpy())
+        self._resumed = True
+        # A file the writer holds open cannot be rewritten under it.
+        if self._writer is not None:
+            self._writer.close()
+            self._writer, self._summarise_fn, self._csv_path = None, None, None
+        drop_csv_rows(os.path.join(self.log_dir, spec.RWC_CSV),
+                      lambda row: int(row["step"]) <= step)
+        last_tensorboard_step = epoch if self.update_freq == "epoch" else step
+        drop_events(self.log_dir, lambda tag, event_step: (
+            tag.split("/")[0] in _TAG_FAMILIES and event_step > last_tensorboard_step))
+
     # -- files -----------------------------------------------------------------------------
 
     def _open_outputs(self):
         if self.log_dir is None:
             self.log_dir = new_run_dir()
-        os.makedirs(self.log_dir, exist_ok=True)
-        csv_path = os.path.join(self.log_dir, CSV_NAME)
-        exists = os.path.exists(csv_path) and os.path.getsize(csv_path) > 0
-        # A second fit() with the same callback continues its own run.
-        if exists and not (self.append or self._rows):
+        tf.io.gfile.makedirs(self.log_dir)
+        path = os.path.join(self.log_dir, spec.RWC_CSV)
+        header = csv_text([spec.RWC_COLUMNS])
+        # A header alone was left by a run killed before its first measurement.
+        has_rows = tf.io.gfile.exists(path) and tf.io.gfile.stat(path).length > len(header)
+        if has_rows and not (self.append or self._resumed):
             raise FileExistsError(
-                f"{csv_path} already exists; choose another log_dir or pass append=True"
+                f"{path} already exists; choose another log_dir or pass append=True"
             )
-        self._csv_file = open(csv_path, "a" if exists else "w", newline="")
-        self._csv = csv.writer(self._csv_file)
-        if not exists:
-            self._csv.writerow(CSV_COLUMNS)
-            self._csv_file.flush()
+        if not has_rows:
+            with tf.io.gfile.GFile(path, "w") as f:
+                f.write(header)
+        self._csv_path = path
         self._writer = tf.summary.create_file_writer(self.log_dir)
         if self.verbose:
-            print(f"RWCCallback: writing {csv_path} and TensorBoard events to {self.log_dir}")
+            print(f"RWCCallback: writing {path} and TensorBoard events to {self.log_dir}")
 
-    def _close_outputs(self):
-        if self._csv_file is not None:
-            self._csv_file.close()
-            self._csv_file = None
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+    @property
+    def summary_writer(self):
+        """The callback's TensorBoard writer (None before the first epoch begins).
+
+        Other scalars of the same run may be written with it, so that the folder has one
+        writer; their own restart handling is theirs.
+        """
+        return self._writer
 
     # -- measurement -----------------------------------------------------------------------
-
-    def _make_snapshots(self):
-        # A plain variable beside the primary copy of each weight: under MirroredStrategy
-        # the measurement reads the primary replica only, so no cross-device traffic.
-        snapshots = []
-        for v in self._tracked:
-            with tf.device(v.value.device):
-                snapshots.append(tf.Variable(tf.identity(v.value), trainable=False))
-        return snapshots
 
     def _measure_and_advance(self):
         """In-graph: RWC of every tracked tensor against its snapshot, then snapshot <- now."""
@@ -208,24 +280,26 @@ class RWCCallback(keras.callbacks.Callback):
             snapshot.assign(current)
         return tf.stack(results)
 
-    def _measure_and_summarise(self, tb_step):
-        """In-graph: the measurement plus every TensorBoard scalar, in one call."""
+    def _measure_and_summarise(self, epoch):
+        """In-graph: the measurement, the optimizer step and every TensorBoard scalar."""
+        step = tf.cast(self.model.optimizer.iterations.value, tf.int64)
         values = self._measure_and_advance()
-        with self._writer.as_default(step=tb_step):
+        with self._writer.as_default(step=epoch if self.update_freq == "epoch" else step):
             members = {}
             for index, (layer, group, _) in enumerate(self._meta):
-                prefix = f"{group}/" if group else ""
-                tf.summary.scalar(f"rwc/{prefix}{layer}", values[index, 0])
-                tf.summary.scalar(f"rwc_norm/{prefix}{layer}", values[index, 1])
+                for column, metric in enumerate(spec.RWC_METRICS):
+                    tf.summary.scalar(spec.layer_tag(metric, group, layer),
+                                      values[index, column])
                 if group:
                     members.setdefault(group, []).append(index)
             for group, indices in members.items():
-                for column, key in enumerate(("rwc", "rwc_norm")):
+                for column, metric in enumerate(spec.RWC_METRICS):
                     group_values = tf.gather(values[:, column], indices)
                     finite = tf.boolean_mask(group_values, ~tf.math.is_nan(group_values))
                     # The mean of no finite value is NaN, as in the CSV's all-zero rule.
-                    tf.summary.scalar(f"{key}_mean/{group}", tf.reduce_mean(finite))
-        return values
+                    tf.summary.scalar(spec.group_mean_tag(metric, group),
+                                      tf.reduce_mean(finite))
+        return values, step
 
     def measure(self):
         """Measures now, moves the snapshots on, and returns the values without writing.
@@ -236,68 +310,65 @@ class RWCCallback(keras.callbacks.Callback):
         """
         return self._measure_fn().numpy()
 
-    def _record(self, epoch, step):
-        tb_step = epoch if self.update_freq == "epoch" else step
-        values = self._summarise_fn(tf.constant(tb_step, tf.int64)).numpy()
+    def _record(self, epoch):
+        if self._summarise_fn is None:
+            self._summarise_fn = tf.function(self._measure_and_summarise)
+        values, step = self._summarise_fn(tf.constant(epoch, tf.int64))
+        values, step = values.numpy(), int(step)
         self._writer.flush()
-        rows = [
-            dict(epoch=epoch, step=step, layer=layer, group=group, rwc=float(rwc),
-                 rwc_norm=float(rwc_norm), zeros=int(zeros), size=size)
-            for (layer, group, size), (rwc, rwc_norm, zeros) in zip(self._meta, values)
-        ]
-        self._rows.extend(rows)
-        self._csv.writerows([[row[c] for c in CSV_COLUMNS] for row in rows])
-        self._csv_file.flush()
-        self._last_step = step
-
-    def _optimizer_step(self):
-        return int(self.model.optimizer.iterations.numpy())
+        rows = [[epoch, step, layer, group, float(rwc), float(rwc_norm), int(zeros), size]
+                for (layer, group, size), (rwc, rwc_norm, zeros) in zip(self._meta, values)]
+        append_csv(self._csv_path, rows)
+        self._last_step.assign(step)
+        self._last_step_value = step
 
     # -- Keras hooks -----------------------------------------------------------------------
 
     def on_train_begin(self, logs=None):
-        self._tracked = self._select()
-        self._meta = []
-        for v in self._tracked:
-            layer = self._layer_name(v)
-            self._meta.append((layer, self._group_of(layer), int(math.prod(v.shape))))
-        self._snapshots = self._make_snapshots()
-        self._measure_fn = tf.function(self._measure_and_advance)
-        self._open_outputs()
-        self._summarise_fn = tf.function(self._measure_and_summarise)
-        self._last_step = self._optimizer_step()
+        if self._state_model is not self.model:
+            self._build_state()
+        self._training = True
 
     def on_epoch_begin(self, epoch, logs=None):
+        # Files open here, after every on_train_begin: a restore has happened by now.
+        if self._csv_path is None:
+            self._open_outputs()
         self._epoch = epoch + 1
+        if self.update_freq != "epoch":
+            # Once per epoch; within it steps are counted on the host.
+            self._epoch_start_step = int(self.model.optimizer.iterations.numpy())
 
     def on_train_batch_end(self, batch, logs=None):
         if self.update_freq == "epoch":
             return
-        step = self._optimizer_step()
-        if step % self.update_freq == 0 and step != self._last_step:
-            self._record(self._epoch, step)
+        # ``batch`` is the last batch of the step (of the K steps with steps_per_execution).
+        step = self._epoch_start_step + batch + 1
+        if step - self._last_step_value >= self.update_freq:
+            self._record(self._epoch)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.update_freq == "epoch":
-            self._record(epoch + 1, self._optimizer_step())
+            self._record(epoch + 1)
 
     def on_train_end(self, logs=None):
-        self._close_outputs()
+        self._training = False
+        if self._writer is not None:
+            self._writer.flush()
 
     @property
     def tracked_variables(self):
         """The Keras variables measured, once training began."""
         return self._tracked
 
-    @property
-    def snapshots(self):
-        """The snapshot variables (weights at the last measurement), once training began.
-
-        Put them in a checkpoint with the model to resume a run exactly: restored after
-        ``on_train_begin``, the first measurement compares with the restored snapshot.
-        """
-        return self._snapshots
-
     def to_dataframe(self):
-        """The rows measured so far as a pandas DataFrame with the CSV's columns."""
-        return pd.DataFrame(self._rows, columns=list(CSV_COLUMNS))
+        """The rows of ``rwc.csv`` so far as a pandas DataFrame (empty before any).
+
+        Read from the file: the callback keeps no rows in memory (a per-step record of a
+        long run has millions).
+        """
+        if self._csv_path is None:
+            return pd.DataFrame(columns=list(spec.RWC_COLUMNS))
+        with tf.io.gfile.GFile(self._csv_path) as f:
+            # Empty groups stay "" and only the value columns read "nan" as NaN.
+            return pd.read_csv(f, keep_default_na=False,
+                               na_values={metric: ["nan"] for metric in spec.RWC_METRICS})

@@ -207,15 +207,13 @@ def train_experiment():
                                  max_test_examples=FLAGS.max_test_examples,
                                  normalize=FLAGS.normalize, shuffle=FLAGS.shuffle)
         run_dir = RunDir(os.path.join(experiment_dir, spec.SEED_FOLDER.format(seed=seed)),
-                         seed_flagfile(config), writer=chief)
+                         seed_flagfile(config), is_chief=chief)
         try:
-            done = run_dir.claim()
-            if done is None:
+            if not run_dir.claim():
                 print(f"seed {seed}: {run_dir.path} is complete already; nothing to do")
                 continue
-            logging.info("%s on %s, seed %d, lr %g, weight decay %g, %d replica(s): %s %s",
-                         arch, dataset, seed, lr, weight_decay, replicas,
-                         f"resuming after epoch {done} in" if done else "writing", run_dir.path)
+            logging.info("%s on %s, seed %d, lr %g, weight decay %g, %d replica(s): %s",
+                         arch, dataset, seed, lr, weight_decay, replicas, run_dir.path)
             metrics = run(config, strategy, datasets, run_dir)
         finally:
             run_dir.release()

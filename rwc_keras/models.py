@@ -176,7 +176,7 @@ def build_model(arch, input_shape=(32, 32, 3), num_classes=10):
     logits = layers.Activation("linear", dtype="float32", name="logits")(logits)
     model = keras.Model(inputs, logits, name=arch)
     model.rwc_groups = {
-        variable.path.removeprefix(model.name + "/"): layer_groups[layer.name]
+        spec.layer_name(model, variable): layer_groups[layer.name]
         for layer in model.layers
         if layer.name in layer_groups
         for variable in layer.trainable_weights

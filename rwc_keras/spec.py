@@ -245,6 +245,14 @@ RWC_COLUMNS = ("epoch", "step", "layer", "group", "rwc", "rwc_norm", "zeros", "s
 # TensorBoard tag family, with the formula figures and reports label it by.
 RWC_METRICS = ("rwc", "rwc_norm")
 RWC_FORMULAS = {"rwc": "mean of |Δw| / |w|", "rwc_norm": "Σ|Δw| / Σ|w| (Eq. 1)"}
+
+
+def layer_name(model, variable):
+    """The CSV's ``layer`` of a Keras variable: its path without the model's name, e.g.
+    ``conv1/kernel`` (the keys of a model's ``rwc_groups`` too)."""
+    return variable.path.removeprefix(model.name + "/")
+
+
 # Written by the training driver, per run.
 HISTORY_CSV = "history.csv"
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_top1", "train_top5",
@@ -254,6 +262,8 @@ METRICS_JSON = "metrics.json"
 EVENTS_GLOB = "events.out.tfevents.*"
 FLAGS_CFG = "flags.cfg"
 CHECKPOINT_DIR = "checkpoint"
+# Held locked (flock) by the process writing a run folder.
+LOCK_FILE = ".lock"
 # Written by the report, per experiment folder.
 AGGREGATED_CSV = "rwc_aggregated.csv"
 # Long format: one row per layer or group (``level``), measurement and metric, with the

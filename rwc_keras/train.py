@@ -1,32 +1,34 @@
-"""One training run of a paper model under any `tf.distribute` strategy.
+"""One seed's training run of a paper model under any `tf.distribute` strategy.
 
-Keras 3's ``model.fit`` fails under ``MultiWorkerMirroredStrategy`` (SPEC 6), so every
-strategy goes through the same small distributed loop here: ``strategy.run`` of a
-``tf.GradientTape`` step, the Keras optimizer's ``apply_gradients`` (which all-reduces the
-gradients), and the usual Keras callbacks (`RWCCallback`, the progress bar) driven through
-``keras.callbacks.CallbackList``. The same flags give the same files on one CPU, several GPUs
-or several hosts. Users' own models keep using ``model.fit(callbacks=[RWCCallback()])``.
+Keras 3's ``model.fit`` fails under ``MultiWorkerMirroredStrategy`` (docs/paper_facts.md,
+section 6), so every strategy goes through the same small distributed loop here:
+``strategy.run`` of a ``tf.GradientTape`` step, the Keras optimizer's ``apply_gradients``
+(which all-reduces the gradients), and Keras callbacks driven through
+``keras.callbacks.CallbackList`` as ``model.fit`` drives them: `RWCCallback`,
+`HistoryLogger`, the progress bar and `ResumeCallback`, which makes a killed run resume
+exactly. The same flags give the same files on one CPU, several GPUs or several hosts.
+Users' own models keep using ``model.fit(callbacks=[RWCCallback()])``.
 """
 
-import csv
 import dataclasses
-import math
-import os
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from rwc_keras.callback import RWCCallback
-from rwc_keras.layout import write_layout
 from rwc_keras import spec
+from rwc_keras.callback import RWCCallback
+from rwc_keras.history import HistoryLogger
 from rwc_keras.models import build_model
 from rwc_keras.optimizer import TorchSGD
-from rwc_keras.rundir import make_checkpoint
+from rwc_keras.resume import ResumeCallback
 
-HISTORY_COLUMNS = ("epoch", "train_loss", "train_top1", "train_top5",
-                   "test_loss", "test_top1", "test_top5", "seconds")
+# Steps between two reads of the running totals (progress bar, NaN check). The loop waits
+# for the device only then, so a GPU runs ahead in between; a NaN loss stops the run
+# within this many steps.
+SYNC_EVERY_STEPS = 20
 
 
 class TrainingDiverged(RuntimeError):
@@ -93,10 +95,13 @@ class Trainer:
         config: the run's `RunConfig`.
         strategy: any `tf.distribute.Strategy`.
         datasets: the `rwc_keras.data.Datasets` of the run (train(epoch) and test()).
+        sync_every: steps between two reads of the device in `train_epoch`.
     """
 
-    def __init__(self, config, strategy, datasets):
+    def __init__(self, config, strategy, datasets, sync_every=SYNC_EVERY_STEPS):
         self.config = config
+        self.sync_every = sync_every
+        self.epoch_seconds = []
         self.strategy = strategy
         self.datasets = datasets
         info = datasets.info
@@ -157,88 +162,84 @@ class Trainer:
         return as_logs(totals.numpy(), prefix="test_")
 
     def train_epoch(self, epoch, callbacks):
-        """One pass over the epoch's data; returns the train logs and the seconds spent."""
+        """One pass over the epoch's data; returns its train logs, ``seconds`` included.
+
+        The device is read every ``sync_every`` steps and at the end of the epoch, not per
+        step: callbacks get the running logs at those steps and None in between.
+
+        Raises:
+            TrainingDiverged: a step's loss was NaN or infinite (found at the next read).
+        """
         start = time.perf_counter()
         totals = tf.zeros([4])
+        pending = []  # the stats of the steps since the last read, still on the device
+        logs = {}
         for step, batch in enumerate(self._distribute(self.datasets.train(epoch))):
             callbacks.on_train_batch_begin(step)
             stats = self._train_step(batch)
             totals += stats
-            logs = as_logs(totals.numpy())
-            if not math.isfinite(float(stats[0])):
-                raise TrainingDiverged(
-                    f"the training loss became {float(stats[0])} at epoch {epoch + 1}, "
-                    f"step {step + 1}: lower --lr (now {self.config.lr})")
-            callbacks.on_train_batch_end(step, logs)
-        return logs, time.perf_counter() - start
+            pending.append(stats)
+            if len(pending) == self.sync_every:
+                logs = self._read(totals, pending, epoch, step)
+                pending = []
+            callbacks.on_train_batch_end(step, None if pending else logs)
+        if pending:
+            logs = self._read(totals, pending, epoch, step)
+        logs["seconds"] = time.perf_counter() - start
+        return logs
 
-    def fit(self, callbacks, on_epoch=None, start_epoch=0, after_train_begin=None):
-        """Trains from ``start_epoch`` to ``config.epochs``, evaluating after each epoch.
+    def _read(self, totals, pending, epoch, last_step):
+        """The running train logs, after checking the losses of the ``pending`` steps."""
+        # One transfer for both: the pending steps' losses, then the totals.
+        values = tf.concat([tf.stack(pending)[:, 0], totals], axis=0).numpy()
+        losses, sums = values[:len(pending)], values[len(pending):]
+        diverged = np.flatnonzero(~np.isfinite(losses))
+        if diverged.size:
+            first = diverged[0]
+            raise TrainingDiverged(
+                f"the training loss became {losses[first]} at epoch {epoch + 1}, "
+                f"step {last_step - len(pending) + first + 2}: lower --lr "
+                f"(now {self.config.lr})")
+        return as_logs(sums)
 
-        Args:
-            callbacks: Keras callbacks, driven as ``model.fit`` would drive them.
-            on_epoch: called with (epoch, logs, train_seconds) after each epoch's callbacks.
-            start_epoch: epochs already done (a resumed run).
-            after_train_begin: called once the callbacks have set up their state (the RWC
-                snapshots exist), e.g. to restore a checkpoint over it.
+    def fit(self, callbacks):
+        """Trains to ``config.epochs``, evaluating after each epoch, driving ``callbacks``
+        as ``model.fit`` would.
+
+        A `ResumeCallback` among them restores its checkpoint in ``on_train_begin`` and sets
+        the epoch to continue from. ``epoch_seconds`` holds the training time of each epoch
+        run.
 
         Returns:
-            The last epoch's logs (train and ``test_`` metrics).
+            The last epoch's logs (train and ``test_`` metrics, ``seconds``).
         """
         callback_list = keras.callbacks.CallbackList(
             callbacks, add_progbar=True, model=self.model,
             epochs=self.config.epochs, steps=self.steps_per_epoch, verbose=1,
         )
+        self.epoch_seconds = []
         callback_list.on_train_begin()
-        if after_train_begin:
-            after_train_begin()
+        # Where model.fit starts too: set by a ResumeCallback, else None.
+        start_epoch = self.model._initial_epoch or 0
         logs = {}
         for epoch in range(start_epoch, self.config.epochs):
             callback_list.on_epoch_begin(epoch)
-            logs, seconds = self.train_epoch(epoch, callback_list)
+            logs = self.train_epoch(epoch, callback_list)
             logs.update(self.evaluate())
+            self.epoch_seconds.append(logs["seconds"])
+            self._log_epoch(epoch, logs)
             callback_list.on_epoch_end(epoch, logs)
-            if on_epoch:
-                on_epoch(epoch, logs, seconds)
         callback_list.on_train_end(logs)
         return logs
 
-
-class RunFiles:
-    """What the chief writes per epoch besides the RWC CSV: history.csv and TensorBoard metrics.
-
-    Args:
-        run_dir: the seed's folder.
-        arch: the architecture, whose groups the TensorBoard layout charts.
-    """
-
-    def __init__(self, run_dir, arch):
-        path = os.path.join(run_dir, "history.csv")
-        # An existing file was left by an interrupted run and holds only the epochs of its
-        # last checkpoint (RunDir.claim truncated it): continue it.
-        first_start = not os.path.exists(path) or os.path.getsize(path) == 0
-        self._history = open(path, "w" if first_start else "a", newline="")
-        self._history_csv = csv.writer(self._history)
-        self._writer = tf.summary.create_file_writer(run_dir)
-        if first_start:
-            self._history_csv.writerow(HISTORY_COLUMNS)
-            self._history.flush()
-            write_layout(run_dir, spec.architecture(arch).groups)
-
-    def write_epoch(self, epoch, logs, seconds):
-        self._history_csv.writerow(
-            [epoch + 1] + [logs[k] for k in ("loss", "top1", "top5",
-                                             "test_loss", "test_top1", "test_top5")] + [seconds])
-        self._history.flush()
-        with self._writer.as_default(step=epoch + 1):
-            for split, prefix in (("train", ""), ("test", "test_")):
-                for metric in ("loss", "top1", "top5"):
-                    tf.summary.scalar(f"{split}/{metric}", logs[prefix + metric])
-        self._writer.flush()
-
-    def close(self):
-        self._history.close()
-        self._writer.close()
+    def _log_epoch(self, epoch, logs):
+        config = self.config
+        logging.info(
+            "%s %s seed %d epoch %d/%d: train loss %.4f top-1 %.4f | test loss %.4f "
+            "top-1 %.4f top-5 %.4f | %.0f img/s", config.arch, config.dataset, config.seed,
+            epoch + 1, config.epochs, logs["loss"], logs["top1"], logs["test_loss"],
+            logs["test_top1"], logs["test_top5"],
+            self.steps_per_epoch * config.batch_size / logs["seconds"])
 
 
 def run(config, strategy, datasets, run_dir):
@@ -247,50 +248,29 @@ def run(config, strategy, datasets, run_dir):
     Returns:
         The metrics dict, also written to ``metrics.json`` by the chief.
     """
-    start_epoch = run_dir.checkpoint_epoch()
     trainer = Trainer(config, strategy, datasets)
-    # Only the chief measures RWC: it needs no collectives, and only the chief writes files.
-    rwc = (RWCCallback(run_dir.path, update_freq=config.rwc_update_freq, append=True)
-           if run_dir.writer else None)
-    files = RunFiles(run_dir.path, config.arch) if run_dir.writer else None
-    checkpoint = None
-
-    def after_train_begin():
-        nonlocal checkpoint
-        snapshots = rwc.snapshots if rwc else []
-        checkpoint = make_checkpoint(trainer.model, trainer.optimizer, snapshots)
-        if start_epoch:
-            run_dir.restore_checkpoint(checkpoint, start_epoch)
-            logging.info("resumed %s after epoch %d", run_dir.path, start_epoch)
-
-    train_seconds = []
-
-    def on_epoch(epoch, logs, seconds):
-        train_seconds.append(seconds)
-        logging.info(
-            "%s %s seed %d epoch %d/%d: train loss %.4f top-1 %.4f | test loss %.4f "
-            "top-1 %.4f top-5 %.4f | %.0f img/s", config.arch, config.dataset, config.seed,
-            epoch + 1, config.epochs, logs["loss"], logs["top1"], logs["test_loss"],
-            logs["test_top1"], logs["test_top5"],
-            trainer.steps_per_epoch * config.batch_size / seconds)
-        if files:
-            files.write_epoch(epoch, logs, seconds)
-            run_dir.save_checkpoint(checkpoint, epoch + 1)
-
+    # Only the chief measures RWC (it needs no collectives) and writes files; every worker
+    # restores the checkpoint.
+    callbacks = []
+    if run_dir.is_chief:
+        rwc = RWCCallback(run_dir.path, update_freq=config.rwc_update_freq)
+        history = HistoryLogger(run_dir.path, spec.architecture(config.arch).groups, rwc)
+        callbacks = [rwc, history]
+    # Kept at the end: RunDir.finish deletes it after metrics.json, so that a kill between
+    # the two cannot restart a finished run from scratch.
+    resume = ResumeCallback(run_dir.file(spec.CHECKPOINT_DIR), callbacks,
+                            save=run_dir.is_chief, delete_checkpoint=False)
     start = time.perf_counter()
-    try:
-        logs = trainer.fit([rwc] if rwc else [], on_epoch, start_epoch, after_train_begin)
-    finally:
-        if files:
-            files.close()
-    images = trainer.steps_per_epoch * config.batch_size * max(len(train_seconds), 1)
+    logs = trainer.fit(callbacks + [resume])
+    images = trainer.steps_per_epoch * config.batch_size * len(trainer.epoch_seconds)
     metrics = dict(
         arch=config.arch, dataset=config.dataset, seed=config.seed, epochs=config.epochs,
         test_top1=logs.get("test_top1"), test_top5=logs.get("test_top5"),
         test_loss=logs.get("test_loss"), wall_seconds=time.perf_counter() - start,
-        images_per_second=images / max(sum(train_seconds), 1e-9),
-        replicas=strategy.num_replicas_in_sync, resumed_after_epoch=start_epoch,
+        # 0 when the restored checkpoint was the last epoch's: nothing was left to train.
+        images_per_second=images / sum(trainer.epoch_seconds) if images else 0.0,
+        replicas=strategy.num_replicas_in_sync, resumed_after_epoch=resume.restored_epoch or 0,
     )
-    if run_dir.writer:
+    if run_dir.is_chief:
         run_dir.finish(metrics)
     return metrics

@@ -22,6 +22,9 @@ ROWS = {
     "RWC every epoch: the same / a CIFAR-10 epoch (6250 steps)": ("%", None),
     "input pipeline alone (generated CIFAR-shaped data)": ("img/s", "fit, plain"),
     "driver Trainer epochs (pipeline + its loop)": ("img/s", "fit, plain"),
+    "driver Trainer epochs, MirroredStrategy over 1 device": (
+        "img/s", "driver Trainer epochs (pipeline + its loop)"),
+    "driver: waits for the device per epoch (2 steps)": ("reads", None),
     "training FLOP/s (plain fit)": ("GFLOP/s", "matmul 256x256 float32"),
     "fit, plain, again at the end (drift check)": ("img/s", "fit, plain"),
 }

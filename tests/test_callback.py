@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from rwc_keras import RWCCallback
-from rwc_keras.callback import CSV_COLUMNS
+from rwc_keras.spec import RWC_COLUMNS as CSV_COLUMNS
 
 from .helpers import reference
 
@@ -294,3 +294,39 @@ def test_second_fit_with_the_same_callback_continues_its_run(tmp_path, monkeypat
     frame = pd.read_csv(os.path.join(cb.log_dir, "rwc.csv"))
     assert len(frame) == 6 and frame["step"].tolist() == [1, 1, 2, 2, 3, 3]
     assert len(glob.glob("runs/*")) == 1
+
+
+def test_steps_per_execution_measures_once_n_steps_have_passed(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = functional()
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  steps_per_execution=4)
+    cb = RWCCallback(str(tmp_path), update_freq=10, verbose=0)
+    # 16 steps per epoch; the callback sees steps 4, 8, 12, ...
+    model.fit(*data(64), batch_size=4, epochs=3, verbose=0, callbacks=[cb])
+    steps = sorted(cb.to_dataframe()["step"].unique())
+    # Not every 20 steps (step % 10 == 0 only on multiples of 20 seen every 4 steps).
+    assert steps == [12, 24, 36, 48]
+
+
+def test_measurement_is_traced_once_across_fits(tmp_path):
+    model = functional()
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    cb = RWCCallback(str(tmp_path), update_freq=2, verbose=0)
+    for _ in range(3):
+        model.fit(*data(32), batch_size=8, epochs=1, verbose=0, callbacks=[cb])
+    assert len(cb.to_dataframe()) == 2 * 6
+    assert cb._summarise_fn.experimental_get_tracing_count() == 1
+
+
+def test_log_dir_on_another_tensorflow_filesystem():
+    # ram:// is TensorFlow's in-memory filesystem, as gs:// is Google Cloud Storage's.
+    log_dir = "ram://rwc_test/run"
+    model = functional()
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    cb = RWCCallback(log_dir, verbose=0)
+    model.fit(*data(16), epochs=2, verbose=0, callbacks=[cb])
+    with tf.io.gfile.GFile(f"{log_dir}/rwc.csv") as f:
+        assert len(pd.read_csv(f)) == 4
+    assert len(cb.to_dataframe()) == 4
+    assert tf.io.gfile.glob(f"{log_dir}/events.out.tfevents.*")

@@ -1,5 +1,6 @@
 """Kills, resumes, determinism, divergence, bad input and concurrent runs of the driver."""
 
+import glob
 import json
 import os
 import random
@@ -10,6 +11,7 @@ import time
 
 import pandas as pd
 import pytest
+import tensorflow as tf
 
 from .helpers import driver, write_mnist_like
 
@@ -37,10 +39,35 @@ def complete_run(args):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(mnist_dir, tmp_path_factory):
+def uninterrupted_dir(mnist_dir, tmp_path_factory):
     logdir = str(tmp_path_factory.mktemp("uninterrupted"))
     complete_run(run_args(mnist_dir, logdir))
-    return pd.read_csv(os.path.join(run_dir(logdir), "rwc.csv"))
+    return run_dir(logdir)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(uninterrupted_dir):
+    return pd.read_csv(os.path.join(uninterrupted_dir, "rwc.csv"))
+
+
+def checkpoint_epoch(folder):
+    """Epochs done by the latest checkpoint of a run folder; None before the first one."""
+    path = tf.train.latest_checkpoint(os.path.join(folder, "checkpoint"))
+    try:
+        return None if path is None else int(tf.train.load_variable(
+            path, "epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+    except tf.errors.NotFoundError:  # replaced by the next epoch's while we looked
+        return None
+
+
+def event_steps(folder):
+    """tag -> the steps of its TensorBoard events in the folder, in file order."""
+    steps = {}
+    for path in sorted(glob.glob(os.path.join(folder, "events.out.tfevents.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                steps.setdefault(value.tag, []).append(event.step)
+    return steps
 
 
 def one_line_error(result):
@@ -77,16 +104,14 @@ def measured_rows(folder):
 @pytest.mark.slow
 @pytest.mark.parametrize("kill_after_epochs", [0, 1, 2])
 def test_sigkill_mid_epoch_then_rerun_resumes_exactly(kill_after_epochs, uninterrupted,
-                                                      mnist_dir, tmp_path):
+                                                      uninterrupted_dir, mnist_dir, tmp_path):
     logdir = str(tmp_path)
     args = run_args(mnist_dir, logdir)
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-    checkpoint = os.path.join(run_dir(logdir), "checkpoint", "latest.json")
     if kill_after_epochs:
-        wait_for(lambda: os.path.exists(checkpoint)
-                 and json.load(open(checkpoint))["epoch"] >= kill_after_epochs)
-    else:  # inside epoch 1, rows already written, no checkpoint to resume from yet
+        wait_for(lambda: (checkpoint_epoch(run_dir(logdir)) or 0) >= kill_after_epochs)
+    else:  # inside epoch 1, rows already written: only the train-begin checkpoint exists
         wait_for(lambda: measured_rows(run_dir(logdir)) > 0)
     time.sleep(random.uniform(0.0, 0.4))  # somewhere inside the next epoch
     process.send_signal(signal.SIGKILL)
@@ -95,8 +120,7 @@ def test_sigkill_mid_epoch_then_rerun_resumes_exactly(kill_after_epochs, uninter
         "the run finished before it could be killed"
 
     result = complete_run(args)
-    if kill_after_epochs:
-        assert "resuming after epoch" in result.stderr
+    assert "resuming after epoch" in result.stdout
     resumed = pd.read_csv(os.path.join(run_dir(logdir), "rwc.csv"))
     assert not resumed.duplicated(["step", "layer"]).any()
     assert len(resumed) == len(uninterrupted)
@@ -108,6 +132,8 @@ def test_sigkill_mid_epoch_then_rerun_resumes_exactly(kill_after_epochs, uninter
                                    atol=0)
     history = pd.read_csv(os.path.join(run_dir(logdir), "history.csv"))
     assert history["epoch"].tolist() == [1, 2, 3, 4]
+    # TensorBoard: every tag once per step, as in the uninterrupted run.
+    assert event_steps(run_dir(logdir)) == event_steps(uninterrupted_dir)
     metrics = json.loads(open(os.path.join(run_dir(logdir), "metrics.json")).read())
     assert metrics["resumed_after_epoch"] >= kill_after_epochs
     assert not os.path.exists(os.path.join(run_dir(logdir), "checkpoint"))
