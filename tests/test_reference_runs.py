@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from rwc_keras import spec
-from rwc_keras.report import load_experiment, verdicts, write
+from rwc_keras.report import layer_dynamics, load_experiment, verdicts, write
 
 RUNS = pathlib.Path(__file__).resolve().parents[1] / "runs"
 EXPERIMENT_DIRS = sorted(path for folder in ("reference", "previous_protocol")
@@ -20,7 +20,8 @@ EXPERIMENT_DIRS = sorted(path for folder in ("reference", "previous_protocol")
 
 def test_the_committed_experiments_are_there():
     names = [f"{path.parent.name}/{path.name}" for path in EXPERIMENT_DIRS]
-    assert {"previous_protocol/alexnet_fashion_mnist",
+    assert {"reference/alexnet_fashion_mnist", "reference/resnet18_fashion_mnist",
+            "reference/vgg19bn_fashion_mnist", "previous_protocol/alexnet_fashion_mnist",
             "previous_protocol/resnet18_fashion_mnist"} <= set(names)
 
 
@@ -46,6 +47,13 @@ def test_committed_experiment_reads_back_as_committed(experiment_dir):
     for metric in spec.RWC_METRICS:
         table = write.claims_table(verdicts.judge_all(experiment, experiments, metric, 0.10))
         assert table in committed_report
+    # So do the layer clusters (K-means with a fixed seed) and the settling points.
+    clusters = layer_dynamics.cluster_experiment(experiment)
+    assert write.clusters_section(experiment, clusters) in committed_report
+    settling = layer_dynamics.settle_experiment(experiment)
+    assert write.settling_section(experiment, settling, spec.LAYERS_PNG.format(
+        metric=layer_dynamics.SETTLING_METRIC)) in committed_report
     pictures = [spec.LAYERS_PNG.format(metric=m) for m in spec.RWC_METRICS]
-    for picture in (*pictures, spec.ACCURACY_PNG):
+    for picture in (*pictures, spec.ACCURACY_PNG, spec.CLUSTERS_PNG, spec.CLUSTERS_PCA_PNG,
+                    spec.CLUSTERS_K_PNG):
         assert (experiment_dir / picture).stat().st_size > 10_000
