@@ -132,11 +132,11 @@ def row(backend):
             f"| {measured['load'][0]:.2f} | {measured['load'][1]:.2f} |")
 
 
-def report(rows):
+def report(rows, started):
     """The markdown table with the settings, machine and command above it."""
     return "\n".join([
         f"- command: `python -m rwc_keras.backend_bench {shlex.join(sys.argv[1:])}`",
-        f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}; "
+        f"- started: {started.isoformat(timespec='seconds')}; "
         f"{os.cpu_count()} cores ({platform.machine()}), Python {platform.python_version()}, "
         f"Keras {importlib.metadata.version('keras')}",
         f"- {FLAGS.arch}, batch {FLAGS.batch_size}, 32x32x3, {FLAGS.warmup_steps} warm-up "
@@ -157,7 +157,8 @@ def main(argv):
             FLAGS.arch, FLAGS.batch_size, FLAGS.warmup_steps, FLAGS.steps, FLAGS.repeats,
             JIT_COMPILE[FLAGS.jit_compile])))
         return
-    table = report([row(backend) for backend in FLAGS.backends])
+    started = datetime.datetime.now()
+    table = report([row(backend) for backend in FLAGS.backends], started)
     print("\n" + table)
     if FLAGS.output:
         with open(FLAGS.output, "w") as f:
