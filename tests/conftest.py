@@ -1,18 +1,32 @@
-"""Test set-up: two logical CPU devices, so MirroredStrategy runs over two replicas here."""
+"""Test set-up for the Keras backend named by ``KERAS_BACKEND`` (TensorFlow when unset).
+
+The suite runs under TensorFlow; tests/test_backends.py runs tests/backends/ again under JAX
+and PyTorch, one process each. Either way the CPU shows as `CPU_DEVICES` devices:
+TensorFlow's logical devices for MirroredStrategy, JAX's host devices for
+keras.distribution.DataParallel.
+"""
 
 import os
 
+from .helpers import CPU_DEVICES, write_mnist_like
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
+if BACKEND == "jax":
+    # XLA reads it once, when JAX starts: before any test module imports keras.
+    os.environ["XLA_FLAGS"] = " ".join(
+        [os.environ.get("XLA_FLAGS", ""), f"--xla_force_host_platform_device_count={CPU_DEVICES}"]
+    ).strip()
 
 import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
-from .helpers import write_mnist_like  # noqa: E402
+if BACKEND == "tensorflow":
+    import tensorflow as tf
 
-_cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(
-    _cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
-)
+    tf.config.set_logical_device_configuration(
+        tf.config.list_physical_devices("CPU")[0],
+        [tf.config.LogicalDeviceConfiguration() for _ in range(CPU_DEVICES)],
+    )
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,9 @@ import sys
 
 import numpy as np
 
+# The test processes split the CPU into this many devices (tests/conftest.py).
+CPU_DEVICES = 2
+
 
 def reference(prev, curr):
     """RWC computed the plain way in float64: ``(rwc, rwc_norm, zeros)`` of two weight arrays.

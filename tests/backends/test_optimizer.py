@@ -1,4 +1,8 @@
+"""TorchSGD on every Keras backend (tests/test_backends.py runs this module under JAX and
+PyTorch too): the same update as PyTorch's SGD, to 1e-6."""
+
 import keras
+from keras.ops import convert_to_numpy as to_numpy
 import numpy as np
 import pytest
 
@@ -26,7 +30,7 @@ def test_steps_equal_the_pytorch_rule(wd):
     for g in grads:
         optimizer.apply_gradients([(keras.ops.convert_to_tensor(g), variable)])
     want = torch_sgd_reference(w0, grads, 0.05, 0.9, wd)
-    np.testing.assert_allclose(variable.numpy(), want, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(variable), want, rtol=1e-6, atol=1e-6)
 
 
 def test_differs_from_keras_decoupled_weight_decay():
@@ -38,7 +42,7 @@ def test_differs_from_keras_decoupled_weight_decay():
     for g in grads:
         coupled.apply_gradients([(keras.ops.convert_to_tensor(g), ours)])
         decoupled.apply_gradients([(keras.ops.convert_to_tensor(g), theirs)])
-    assert not np.allclose(ours.numpy(), theirs.numpy(), rtol=1e-4)
+    assert not np.allclose(to_numpy(ours), to_numpy(theirs), rtol=1e-4)
 
 
 def test_config_round_trip_keeps_coupled_decay():

@@ -1,0 +1,171 @@
+"""Benchmark: training speed of one of the paper's models on each Keras backend.
+
+Keras picks its backend once, at import, so each backend is measured in a process of its own:
+this script runs itself with ``KERAS_BACKEND`` set and ``--measure_in_process``, which
+prints one JSON line, and writes one markdown table of images per second with a row per
+backend.
+
+A step is ``model.train_on_batch`` on one fixed batch of random 32x32x3 images (10 classes)
+with `TorchSGD`, the paper's optimizer, compiled with Keras's defaults for the backend
+(``--jit_compile=auto``: XLA on JAX, a ``tf.function`` graph without XLA on a TensorFlow
+CPU, eager on PyTorch). After ``--warmup_steps`` untimed steps (tracing, compiling),
+``--repeats`` timings of ``--steps`` steps give the median, min and max. Each row also gives
+the 1-minute load average before and after it: other work running on the machine slows
+every row.
+
+Example:
+  python -m rwc_keras.backend_bench --arch=resnet18 --output=backends.md
+  python -m rwc_keras.backend_bench --backends=jax,torch --batch_size=32 --steps=3
+"""
+
+import datetime
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+from absl import app, flags
+
+from rwc_keras import spec
+
+# Keras backend -> the package it runs on.
+BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+JIT_COMPILE = {"auto": "auto", "true": True, "false": False}
+# The optimizer of a real run (speed does not depend on the values; decay keeps its update path).
+LEARNING_RATE, WEIGHT_DECAY = 0.01, 1e-4
+NUM_CLASSES = 10
+
+
+def define_flags():
+    """Defines the flags; called only when the script runs, so that importing this module
+    defines none."""
+    flags.DEFINE_list("backends", list(BACKENDS), "Keras backends to measure, in this order.")
+    flags.register_validator(
+        "backends", lambda names: bool(names) and set(names) <= set(BACKENDS),
+        message=f"--backends must be a comma-separated subset of {','.join(BACKENDS)}")
+    flags.DEFINE_enum("arch", "resnet18", list(spec.ARCHITECTURES), "Model to train.")
+    flags.DEFINE_integer("batch_size", spec.BATCH_SIZE, "Images per step.", lower_bound=1)
+    flags.DEFINE_integer("warmup_steps", 2, "Untimed steps first (tracing, compiling).",
+                         lower_bound=1)
+    flags.DEFINE_integer("steps", 5, "Steps per timing.", lower_bound=1)
+    flags.DEFINE_integer("repeats", 3, "Timings per backend.", lower_bound=1)
+    flags.DEFINE_enum("jit_compile", "auto", list(JIT_COMPILE),
+                      "model.compile's jit_compile: auto is Keras's default for the backend.")
+    flags.DEFINE_string("output", None, "Also write the table as markdown here.")
+    flags.DEFINE_bool("measure_in_process", False,
+                      "Measure the backend this process runs (KERAS_BACKEND) and print one JSON "
+                      "line; the script runs itself so for every backend.")
+
+
+FLAGS = flags.FLAGS
+
+
+def train_images_per_second(arch, batch_size, warmup_steps, steps, repeats, jit_compile):
+    """Training images per second of ``arch`` on this process's Keras backend.
+
+    Returns:
+        A dict: ``backend``, its package ``version``, the resolved ``jit_compile`` and
+        ``rates``, the images per second of each of the ``repeats`` timings.
+    """
+    # Imported here, in the measuring process: importing keras picks its backend (and the
+    # parent, which measures nothing, checks its flags before any framework loads).
+    import keras
+
+    from rwc_keras.models import build_model
+    from rwc_keras.optimizer import TorchSGD
+
+    keras.utils.set_random_seed(0)
+    model = build_model(arch, (spec.IMAGE_SIZE, spec.IMAGE_SIZE, 3), NUM_CLASSES)
+    model.compile(optimizer=TorchSGD(LEARNING_RATE, spec.MOMENTUM, WEIGHT_DECAY),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=jit_compile)
+    rng = np.random.default_rng(0)
+    images = rng.uniform(size=(batch_size, spec.IMAGE_SIZE, spec.IMAGE_SIZE, 3)).astype(np.float32)
+    labels = rng.integers(0, NUM_CLASSES, batch_size)
+    for _ in range(warmup_steps):
+        model.train_on_batch(images, labels)
+    rates = []
+    for _ in range(repeats):
+        # train_on_batch returns the loss as a Python number: each step ends on the host.
+        start = time.perf_counter()
+        for _ in range(steps):
+            model.train_on_batch(images, labels)
+        rates.append(steps * batch_size / (time.perf_counter() - start))
+    backend = keras.backend.backend()
+    return dict(backend=backend, version=importlib.metadata.version(BACKENDS[backend]),
+                jit_compile=bool(model.jit_compile), rates=rates)
+
+
+def measure_in_subprocess(backend):
+    """Runs this script with ``KERAS_BACKEND=backend`` and ``--measure_in_process``; its
+    result dict, with the load averages before and after."""
+    command = [sys.executable, "-m", "rwc_keras.backend_bench", "--measure_in_process",
+               f"--arch={FLAGS.arch}", f"--batch_size={FLAGS.batch_size}",
+               f"--warmup_steps={FLAGS.warmup_steps}", f"--steps={FLAGS.steps}",
+               f"--repeats={FLAGS.repeats}", f"--jit_compile={FLAGS.jit_compile}"]
+    load_before = os.getloadavg()[0]
+    result = subprocess.run(command, env=dict(os.environ, KERAS_BACKEND=backend),
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"rwc_keras.backend_bench: error: the {backend} measurement failed:\n"
+                 f"{result.stderr[-3000:]}")
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    return dict(measured, load=(load_before, os.getloadavg()[0]))
+
+
+def row(backend):
+    """A markdown table row for ``backend``; one saying so when its package is absent."""
+    if importlib.util.find_spec(BACKENDS[backend]) is None:
+        return f"| {backend} | not installed (pip install -e '.[backends]') | | | | | |"
+    print(f"measuring {backend} ...", flush=True)
+    measured = measure_in_subprocess(backend)
+    rates = measured["rates"]
+    return (f"| {backend} {measured['version']} | {str(measured['jit_compile']).lower()} "
+            f"| {statistics.median(rates):.1f} | {min(rates):.1f} | {max(rates):.1f} "
+            f"| {measured['load'][0]:.2f} | {measured['load'][1]:.2f} |")
+
+
+def report(rows, started):
+    """The markdown table with the settings, machine and command above it."""
+    return "\n".join([
+        f"- command: `python -m rwc_keras.backend_bench {shlex.join(sys.argv[1:])}`",
+        f"- started: {started.isoformat(timespec='seconds')}; "
+        f"{os.cpu_count()} cores ({platform.machine()}), Python {platform.python_version()}, "
+        f"Keras {importlib.metadata.version('keras')}",
+        f"- {FLAGS.arch}, batch {FLAGS.batch_size}, 32x32x3, {FLAGS.warmup_steps} warm-up "
+        f"steps, then {FLAGS.repeats} timings of {FLAGS.steps} steps; "
+        f"jit_compile={FLAGS.jit_compile}",
+        "",
+        "| backend | jit_compile | img/s median | min | max | load avg before | load avg after |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        *rows,
+    ]) + "\n"
+
+
+def main(argv):
+    if len(argv) > 1:
+        sys.exit(f"rwc_keras.backend_bench: error: unexpected arguments {argv[1:]}")
+    if FLAGS.measure_in_process:
+        print(json.dumps(train_images_per_second(
+            FLAGS.arch, FLAGS.batch_size, FLAGS.warmup_steps, FLAGS.steps, FLAGS.repeats,
+            JIT_COMPILE[FLAGS.jit_compile])))
+        return
+    started = datetime.datetime.now()
+    table = report([row(backend) for backend in FLAGS.backends], started)
+    print("\n" + table)
+    if FLAGS.output:
+        with open(FLAGS.output, "w") as f:
+            f.write(table)
+        print(f"Table written to {FLAGS.output}")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
