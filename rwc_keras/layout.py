@@ -25,7 +25,7 @@ ACCURACY_CATEGORY = "Accuracy"
 
 def rwc_category_title(metric):
     """The title of ``metric``'s category, e.g. ``rwc by group: mean of |Δw| / |w|``."""
-    return f"{metric} by group: {spec.RWC_FORMULAS[metric]}"
+    return f"{metric} by group: {spec.METRIC_FORMULAS[metric]}"
 
 
 def _chart(title, *regexes):

@@ -455,7 +455,7 @@ def test_resnet_figure(resnet, metric):
     for ax, groups in zip(figure.axes, spec.architecture("resnet18").panels):
         assert ax.get_title() == " vs ".join(groups)
         assert ax.get_xlabel() == "epoch"
-        assert ax.get_ylabel() == f"{metric} = {spec.RWC_FORMULAS[metric]}"
+        assert ax.get_ylabel() == f"{metric} = {spec.METRIC_FORMULAS[metric]}"
         members = [(i, name, g) for i, (name, g) in enumerate(layers) if g in groups]
         assert len(ax.lines) == len(members) == 4
         assert len(ax.collections) == 4  # one band per layer
@@ -560,7 +560,7 @@ def test_report_files(resnet):
         judgements = verdicts.judge_all(experiment, {experiment.key: experiment}, metric, 0.1)
         table = write.claims_table(judgements)
         assert table.splitlines()[0] == header and len(table.splitlines()) == 2 + 8
-        assert f"### {metric}: {spec.RWC_FORMULAS[metric]}" in text
+        assert f"### {metric}: {spec.METRIC_FORMULAS[metric]}" in text
         assert table in text
     assert "| block2 < block3 (block1 < block2 < block3; block4 about equal to block3) | " \
            "last half (4-6) |" in text

@@ -95,7 +95,7 @@ def rwc_figure(experiment, metric, settling=None):
         if len(positive) and positive.max() > dynamics.LOG_SCALE_SPAN * positive.min():
             ax.set_yscale("log")
         ax.set_xlabel("epoch" if experiment.x == "epoch" else "optimizer step")
-        ax.set_ylabel(f"{metric} = {spec.RWC_FORMULAS[metric]}")
+        ax.set_ylabel(f"{metric} = {spec.METRIC_FORMULAS[metric]}")
         ax.legend()
     markers = ""
     if settling is not None:

@@ -228,7 +228,7 @@ def write_report(experiment, experiments, tolerance, clusters=None):
     for metric in spec.RWC_METRICS:
         note = " (the paper's figures)" if metric == "rwc" else ""
         judgements = verdicts.judge_all(experiment, experiments, metric, tolerance)
-        claim_sections += [f"### {metric}: {spec.RWC_FORMULAS[metric]}{note}",
+        claim_sections += [f"### {metric}: {spec.METRIC_FORMULAS[metric]}{note}",
                            claims_table(judgements)]
     sections = [
         f"# RWC report: {experiment.title}",
