@@ -4,9 +4,11 @@ For each architecture (32x32x3 input, 10 classes) it prints one table with:
 
 1. images/s of plain ``model.fit`` on one in-memory batch of random data, and with
    `RWCCallback` measuring every epoch, every 10 steps and every step (ratio to plain);
-2. the cost of one RWC measurement: the callback's compiled, in-graph measurement against
-   the naive way the paper's authors used (copy every tracked weight to numpy, compute in
-   numpy), in ms;
+2. the cost of one RWC measurement: the callback's compiled, in-graph measurement of the
+   RWC alone, with each other measure of ``spec.METRICS`` and with all (the callbacks taking
+   turns, wall and CPU time), against the naive way the paper's authors used (copy every
+   tracked weight to numpy, compute in numpy), and with its CSV and TensorBoard writes, in
+   ms and as a share of the step time;
 3. images/s the input pipeline (`rwc_keras.data.Datasets`, CIFAR-10 settings: crops and
    flips, on generated in-memory CIFAR-shaped images) delivers alone, against what the model
    consumes;
@@ -19,10 +21,12 @@ For each architecture (32x32x3 input, 10 classes) it prints one table with:
 6. plain ``fit`` again at the end: how much the machine's speed drifted meanwhile.
 
 Every timing is repeated ``--repeats`` times after an untimed warm-up (tracing, compiling)
-and reported as median, min and max. Ratios are median over median.
+and reported as median, min and max. Ratios are median over median. ``--measurement_only``
+times the measurement (2) alone, in seconds instead of minutes.
 
 Example:
   python -m rwc_keras.bench --archs=alexnet --quick
+  python -m rwc_keras.bench --archs=resnet18 --measurement_only --repeats=9
   python -m rwc_keras.bench --mixed_precision --output=BENCHMARKS.md
 """
 
@@ -68,6 +72,9 @@ def define_flags():
     flags.DEFINE_bool("jit_compile", False, "XLA-compile the training step (fit and driver).")
     flags.DEFINE_integer("matmul_size", 4096, "Side of the square matmul giving the reference "
                          "FLOP/s.", lower_bound=1)
+    flags.DEFINE_bool("measurement_only", False,
+                      "Only the RWC measurement rows of each architecture (no training, no "
+                      "input pipeline, no driver, no matmul).")
     flags.DEFINE_string("output", None, "Also write the header and tables as markdown here.")
     flags.register_validator(
         "archs", lambda archs: bool(archs) and set(archs) <= set(spec.ARCHITECTURES),
@@ -80,6 +87,11 @@ FLAGS = flags.FLAGS
 LEARNING_RATE, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 1e-4
 # RWC measurements per timed repetition: one takes milliseconds, too short to time alone.
 MEASUREMENT_CALLS = 5
+# The measures timed in the callback's measurement: the RWC alone (its default), with each
+# other measure, and all together.
+METRIC_CHOICES = (spec.RWC_METRICS,
+                  *((metric,) for metric in spec.METRICS if metric not in spec.RWC_METRICS),
+                  spec.METRICS)
 # (update_freq, row name) of the RWCCallback settings compared with plain fit.
 RWC_SETTINGS = (("epoch", "fit + RWC every epoch"), (10, "fit + RWC every 10 steps"),
                 (1, "fit + RWC every step"))
@@ -96,6 +108,7 @@ class Settings:
     jit_compile: bool
     mixed_precision: bool
     matmul_size: int
+    measurement_only: bool
 
 
 @dataclasses.dataclass
@@ -166,6 +179,31 @@ def time_calls(fn, repeats, number=1):
     return seconds
 
 
+def alternating_milliseconds(functions, repeats, number):
+    """ms per call of each of ``functions``, wall and CPU time, one value per repeat.
+
+    After one untimed warm-up call each, the functions take turns within every repeat, each
+    running ``number`` times, so that a machine whose speed drifts (other work starting or
+    stopping) slows them all alike. CPU time is the process's (all its threads): it counts
+    the work done, which other processes on the machine hardly change. Each function must
+    wait for its own results (e.g. call ``.numpy()``).
+
+    Returns:
+        ``(wall, cpu)``: per function, its list of values.
+    """
+    for fn in functions:
+        fn()
+    wall, cpu = [[] for _ in functions], [[] for _ in functions]
+    for _ in range(repeats):
+        for fn, walls, cpus in zip(functions, wall, cpu):
+            start_wall, start_cpu = time.perf_counter(), time.process_time()
+            for _ in range(number):
+                fn()
+            walls.append(1000 * (time.perf_counter() - start_wall) / number)
+            cpus.append(1000 * (time.process_time() - start_cpu) / number)
+    return wall, cpu
+
+
 class EpochTimer(keras.callbacks.Callback):
     """Seconds of every epoch of a ``fit`` call; listed last, so it includes other callbacks."""
 
@@ -222,28 +260,55 @@ def naive_measurement(tracked):
     return measure
 
 
-def measurement_milliseconds(model, log_dir, settings):
-    """ms per RWC measurement on ``model``'s weights, one value per repeat, as
-    ``(in_graph, with_files, naive)``.
-
-    In-graph is the callback's compiled measurement alone (all tensors against the
-    snapshots, then snapshots <- weights, four scalars per tensor to the host); with files is
-    the whole ``on_epoch_end`` hook, CSV rows and TensorBoard scalars included: what a
-    measurement costs a training run.
-    """
-    callback = RWCCallback(log_dir, verbose=0)
+def started_callback(model, log_dir, metrics):
+    """An `RWCCallback` recording ``metrics`` on ``model``, set up as ``fit`` sets it up."""
+    callback = RWCCallback(log_dir, metrics=metrics, verbose=0)
     callback.set_model(model)
     callback.on_train_begin()
     callback.on_epoch_begin(0)
+    return callback
+
+
+def measurement_rows(table, model, log_root, settings):
+    """Adds the rows of one RWC measurement's cost on ``model``'s weights to ``table``.
+
+    In-graph is the callback's compiled measurement alone (all tensors against the
+    snapshots, and w0 for the measures needing it, then snapshots <- weights, one scalar per
+    measure and tensor to the host), for each of `METRIC_CHOICES`, the callbacks taking
+    turns; with files is the whole ``on_epoch_end`` hook, CSV rows and TensorBoard scalars
+    included (the RWC alone and all measures taking turns): what a measurement costs a
+    training run.
+
+    Returns:
+        The two with-files Rows: the RWC alone, all measures.
+    """
+    callbacks = [started_callback(model, os.path.join(log_root, "_".join(metrics)), metrics)
+                 for metrics in METRIC_CHOICES]
+    rwc_alone, everything = callbacks[0], callbacks[-1]
     try:
-        in_graph = time_calls(callback.measure, settings.repeats, MEASUREMENT_CALLS)
-        with_files = time_calls(lambda: callback.on_epoch_end(0), settings.repeats,
-                                MEASUREMENT_CALLS)
+        wall, cpu = alternating_milliseconds([c.measure for c in callbacks], settings.repeats,
+                                             MEASUREMENT_CALLS)
+        with_files, _ = alternating_milliseconds(
+            [lambda c=c: c.on_epoch_end(0) for c in (rwc_alone, everything)],
+            settings.repeats, MEASUREMENT_CALLS)
     finally:
-        callback.on_train_end()
-    naive = time_calls(naive_measurement(callback.tracked_variables), settings.repeats,
+        for callback in callbacks:
+            callback.on_train_end()
+    naive = time_calls(naive_measurement(rwc_alone.tracked_variables), settings.repeats,
                        MEASUREMENT_CALLS)
-    return tuple([1000 * s for s in values] for values in (in_graph, with_files, naive))
+    in_graph = table.add("RWC measurement, in-graph (callback)", wall[0], "ms")
+    for metrics, values in zip(METRIC_CHOICES[1:-1], wall[1:-1]):
+        table.add(f"RWC and {', '.join(metrics)} measurement, in-graph", values, "ms",
+                  in_graph)
+    table.add("all metrics measurement, in-graph", wall[-1], "ms", in_graph)
+    cpu_alone = table.add("RWC measurement, in-graph, CPU time", cpu[0], "ms")
+    table.add("all metrics measurement, in-graph, CPU time", cpu[-1], "ms", cpu_alone)
+    table.add("RWC measurement, naive numpy", [1000 * s for s in naive], "ms", in_graph)
+    rwc_files = table.add("RWC measurement + CSV and TensorBoard writes (on_epoch_end)",
+                          with_files[0], "ms")
+    all_files = table.add("all metrics measurement + CSV and TensorBoard writes "
+                          "(on_epoch_end)", with_files[1], "ms", rwc_files)
+    return rwc_files, all_files
 
 
 def generated_cifar(settings):
@@ -347,6 +412,36 @@ def matmul_gflops(size, dtype, repeats):
     return [2 * size**3 / s / 1e9 for s in time_calls(lambda: product().numpy(), repeats)]
 
 
+def compiled_model(arch, settings):
+    """``arch`` built afresh (seed 0) and compiled as the driver compiles it."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    # Set per model: the driver's Trainer (measured in bench_arch) restores the default policy.
+    keras.mixed_precision.set_global_policy(
+        "mixed_bfloat16" if settings.mixed_precision else "float32")
+    model = build_model(arch, (32, 32, 3), 10)
+    model.compile(optimizer=TorchSGD(LEARNING_RATE, MOMENTUM, WEIGHT_DECAY),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=settings.jit_compile)
+    return model
+
+
+MEASUREMENT_NOTE = (
+    f"RWC measurement: ms per call, {MEASUREMENT_CALLS} calls per repetition; in-graph = the "
+    "callback's compiled measurement (no file writing) of the RWC alone (rwc, rwc_norm, "
+    "zeros), with one more measure, or with all, the callbacks taking turns within each "
+    "repetition; CPU time = the process's, all threads; naive = numpy copies of every tracked "
+    "weight, then numpy mean(|curr-prev|/|prev|) and the L1-norm ratio.")
+
+
+def bench_measurement(arch, settings):
+    """The measurement rows alone for one architecture (``--measurement_only``)."""
+    table = Table(arch, notes=[MEASUREMENT_NOTE])
+    with tempfile.TemporaryDirectory() as log_root:
+        measurement_rows(table, compiled_model(arch, settings), log_root, settings)
+    return table
+
+
 def bench_arch(arch, settings, peak):
     """Measures everything for one architecture; returns its Table.
 
@@ -355,15 +450,7 @@ def bench_arch(arch, settings, peak):
         settings: the `Settings`.
         peak: the matmul Row of the training compute dtype, for the FLOP/s fraction.
     """
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(0)
-    # Set per model: the driver's Trainer (measured below) restores the default policy.
-    keras.mixed_precision.set_global_policy(
-        "mixed_bfloat16" if settings.mixed_precision else "float32")
-    model = build_model(arch, (32, 32, 3), 10)
-    model.compile(optimizer=TorchSGD(LEARNING_RATE, MOMENTUM, WEIGHT_DECAY),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  jit_compile=settings.jit_compile)
+    model = compiled_model(arch, settings)
     forward = forward_flops_per_image(model)
     steps, batch = settings.steps, settings.batch_size
     table = Table(arch, notes=[
@@ -372,9 +459,7 @@ def bench_arch(arch, settings, peak):
         f"{CIFAR10_TRAIN_EXAMPLES // batch} steps at batch {batch}, so in a real run its "
         f"relative cost is about {fmt(CIFAR10_TRAIN_EXAMPLES // batch / steps)} times smaller "
         "than this row shows.",
-        f"RWC measurement: ms per call, {MEASUREMENT_CALLS} calls per repetition; in-graph = "
-        "the callback's compiled measurement (no file writing), naive = numpy copies of every "
-        "tracked weight, then numpy mean(|curr-prev|/|prev|) and the L1-norm ratio.",
+        MEASUREMENT_NOTE,
         "Input pipeline: rwc_keras.data.Datasets with CIFAR-10 settings (crops and flips) on "
         "generated CIFAR-shaped uint8 images, iterated with no model.",
         "Driver rows: Trainer.train_epoch on that pipeline, the default strategy and "
@@ -390,18 +475,17 @@ def bench_arch(arch, settings, peak):
             callback = RWCCallback(os.path.join(log_root, str(update_freq)),
                                    update_freq=update_freq, verbose=0)
             table.add(name, fit_images_per_second(model, settings, [callback]), "img/s", plain)
-        in_graph, with_files, naive = measurement_milliseconds(
-            model, os.path.join(log_root, "measure"), settings)
-    in_graph = table.add("RWC measurement, in-graph (callback)", in_graph, "ms")
-    table.add("RWC measurement, naive numpy", naive, "ms", in_graph)
-    with_files = table.add("RWC measurement + CSV and TensorBoard writes (on_epoch_end)",
-                           with_files, "ms")
+        with_files, all_with_files = measurement_rows(
+            table, model, os.path.join(log_root, "measure"), settings)
     # Step-time fractions: more precise than the fit rows, whose run-to-run spread is
     # larger than the cost they would show.
     step_ms = 1000 * settings.batch_size / plain.median
     cifar_steps = CIFAR10_TRAIN_EXAMPLES // settings.batch_size
     table.add("RWC every step: measurement with writes / plain step time",
               [100 * ms / step_ms for ms in with_files.values], "%")
+    table.add("all metrics every step: time added to the RWC measurement / plain step time",
+              [100 * (every - alone) / step_ms
+               for every, alone in zip(all_with_files.values, with_files.values)], "%")
     table.add(f"RWC every epoch: the same / a CIFAR-10 epoch ({cifar_steps} steps)",
               [100 * ms / (step_ms * cifar_steps) for ms in with_files.values], "%")
     datasets = generated_cifar(settings)
@@ -480,6 +564,7 @@ def resolve_settings():
         jit_compile=FLAGS.jit_compile,
         mixed_precision=FLAGS.mixed_precision,
         matmul_size=FLAGS.matmul_size,
+        measurement_only=FLAGS.measurement_only,
     )
 
 
@@ -490,14 +575,17 @@ def main(argv):
     top = header(settings)
     print(top, flush=True)
 
-    size = settings.matmul_size
-    machine = Table("reference matmul")
-    compute_dtype = "bfloat16" if settings.mixed_precision else "float32"
-    peaks = {dtype: machine.add(f"matmul {size}x{size} {dtype}",
-                                matmul_gflops(size, dtype, settings.repeats), "GFLOP/s")
-             for dtype in sorted({"float32", compute_dtype}, reverse=True)}
-    peak = peaks[compute_dtype]
-    tables = [machine] + [bench_arch(arch, settings, peak) for arch in FLAGS.archs]
+    if settings.measurement_only:
+        tables = [bench_measurement(arch, settings) for arch in FLAGS.archs]
+    else:
+        size = settings.matmul_size
+        machine = Table("reference matmul")
+        compute_dtype = "bfloat16" if settings.mixed_precision else "float32"
+        peaks = {dtype: machine.add(f"matmul {size}x{size} {dtype}",
+                                    matmul_gflops(size, dtype, settings.repeats), "GFLOP/s")
+                 for dtype in sorted({"float32", compute_dtype}, reverse=True)}
+        peak = peaks[compute_dtype]
+        tables = [machine] + [bench_arch(arch, settings, peak) for arch in FLAGS.archs]
 
     report = "\n".join([top] + [t.markdown() for t in tables])
     print("\n" + report, flush=True)

@@ -10,14 +10,14 @@ import pandas as pd
 import tensorflow as tf
 
 from rwc_keras import spec
-from rwc_keras.metric import rwc_stats
+from rwc_keras.metric import initial_norms, layer_stats
 from rwc_keras.files import append_csv, csv_text, drop_csv_rows, drop_events
 
 # The first part of every TensorBoard tag the callback writes: the families it owns in a
 # folder shared with other scalars (see on_resume).
 _TAG_FAMILIES = frozenset(
     tag.split("/")[0]
-    for metric in spec.RWC_METRICS
+    for metric in spec.METRICS
     for tag in (spec.layer_tag(metric, "", "layer"), spec.group_mean_tag(metric, "group"))
 )
 
@@ -45,22 +45,30 @@ class RWCCallback(keras.callbacks.Callback):
 
     At every measurement point each tracked weight tensor is compared with its value at the
     previous point (the first time: the weights at train begin). Both definitions are
-    recorded, ``rwc = mean(|curr - prev| / |prev|)`` and ``rwc_norm = sum|curr - prev| /
-    sum|prev|`` (see `rwc_keras.metric`). The work runs in the TensorFlow graph against
-    snapshot variables kept on the weights' device; per measurement only four scalars per
-    tensor go to the host, and between measurements the callback reads nothing from the
-    device. Works unchanged for models created under `tf.distribute.MirroredStrategy`.
+    always recorded, ``rwc = mean(|curr - prev| / |prev|)`` and ``rwc_norm = sum|curr -
+    prev| / sum|prev|``; ``metrics`` adds others, computed in the same pass over each tensor
+    (see `rwc_keras.metric`): ``update_ratio`` (``||curr - prev|| / ||prev||``),
+    ``dist_init`` (``sum|curr - w0| / sum|w0|``), ``rotation`` (``1 - cos(curr, w0)``) and
+    ``weight_norm`` (``||curr||``), where w0 are the weights at the first train begin. The
+    work runs in the TensorFlow graph against snapshot variables kept on the weights'
+    device; per measurement only one scalar per measure and tensor (and the zero count) go
+    to the host, and between measurements the callback reads nothing from the device. Works
+    unchanged for models created under `tf.distribute.MirroredStrategy`.
+
+    Memory: one copy of every tracked tensor (the snapshot), and a second one (w0) only
+    when ``metrics`` holds ``dist_init`` or ``rotation``.
 
     Output, in ``log_dir`` (any TensorFlow filesystem path, e.g. ``gs://...``):
 
     * ``rwc.csv``: one row per tracked tensor per measurement, columns
-      ``epoch,step,layer,group,rwc,rwc_norm,zeros,size`` (``epoch`` 1-based, ``step`` the
-      optimizer's iteration count, ``layer`` the variable path without the model's name,
-      ``group`` empty when none, ``zeros`` the elements left out of the ``rwc`` mean because
-      their previous value was exactly 0, ``size`` the tensor's element count). Appended
-      after every measurement; rows are not kept in memory (`to_dataframe` reads the file).
-    * TensorBoard scalars ``rwc/<group>/<layer>`` and ``rwc_norm/<group>/<layer>`` (no group
-      part when empty) and, per group, ``rwc_mean/<group>`` and ``rwc_norm_mean/<group>``,
+      ``epoch,step,layer,group,rwc,rwc_norm,zeros,size`` with the chosen measures after
+      ``rwc_norm`` (``spec.rwc_columns``; ``epoch`` 1-based, ``step`` the optimizer's
+      iteration count, ``layer`` the variable path without the model's name, ``group`` empty
+      when none, ``zeros`` the elements left out of the ``rwc`` mean because their previous
+      value was exactly 0, ``size`` the tensor's element count). Appended after every
+      measurement; rows are not kept in memory (`to_dataframe` reads the file).
+    * TensorBoard scalars ``<metric>/<group>/<layer>`` per measure, e.g. ``rwc/<group>/<layer>``
+      (no group part when empty) and, per group, the group means ``<metric>_mean/<group>``,
       through one writer per callback (`summary_writer`). Their step is the epoch for
       per-epoch measurement, the optimizer step otherwise.
 
@@ -88,13 +96,18 @@ class RWCCallback(keras.callbacks.Callback):
         include_1d: also track one-dimensional variables (biases, BatchNorm scale/offset).
         groups: a dict from layer name to group name, or a callable taking the layer name
             and returning a group name or None. Default: the model's ``rwc_groups``.
-        append: append to an existing ``rwc.csv`` in ``log_dir`` instead of refusing.
+        metrics: names from ``rwc_keras.spec.METRICS`` to record; ``rwc`` and ``rwc_norm``
+            are recorded whatever it says. Columns and tags follow the order of ``METRICS``.
+        append: append to an existing ``rwc.csv`` in ``log_dir`` (with the same columns)
+            instead of refusing.
         verbose: 1 prints where the files go once; 0 is silent.
 
     Example:
         ```python
         model.fit(x, y, epochs=10, callbacks=[rwc_keras.RWCCallback()])
         # then: tensorboard --logdir runs
+        # every measure, against the previous measurement and the weights at train begin:
+        rwc_keras.RWCCallback(metrics=["update_ratio", "dist_init", "rotation", "weight_norm"])
         ```
     """
 
@@ -105,6 +118,7 @@ class RWCCallback(keras.callbacks.Callback):
         include=None,
         include_1d=False,
         groups=None,
+        metrics=spec.RWC_METRICS,
         append=False,
         verbose=1,
     ):
@@ -120,6 +134,7 @@ class RWCCallback(keras.callbacks.Callback):
         self.include = include
         self.include_1d = include_1d
         self.groups = groups
+        self.metrics = spec.check_metrics([*spec.RWC_METRICS, *spec.check_metrics(metrics)])
         self.append = append
         self.verbose = verbose
         # Built once per model (on_train_begin): what is measured and against what.
@@ -127,6 +142,9 @@ class RWCCallback(keras.callbacks.Callback):
         self._tracked = None
         self._meta = None
         self._snapshots = None
+        # Only for the measures comparing with w0: its copy and its norms, computed once.
+        self._initials = None
+        self._initial_norms = None
         self._last_step = None  # a variable, so that a checkpoint holds it
         self._measure_fn = None
         # Opened once per callback (the first on_epoch_begin): where it writes.
@@ -194,10 +212,10 @@ class RWCCallback(keras.callbacks.Callback):
             self._meta.append((layer, self._group_of(layer), int(math.prod(v.shape))))
         # A plain variable beside the primary copy of each weight: under MirroredStrategy
         # the measurement reads the primary replica only, so no cross-device traffic.
-        self._snapshots = []
-        for v in self._tracked:
-            with tf.device(v.value.device):
-                self._snapshots.append(tf.Variable(tf.identity(v.value), trainable=False))
+        self._snapshots = [self._copy(v.value) for v in self._tracked]
+        if spec.needs_initial(self.metrics):
+            self._initials = [self._copy(v.value) for v in self._tracked]
+            self._initial_norms = [self._copy(initial_norms(w0)) for w0 in self._initials]
         self._last_step_value = int(self.model.optimizer.iterations.numpy())
         with tf.device("/cpu:0"):
             self._last_step = tf.Variable(self._last_step_value, dtype=tf.int64,
@@ -206,9 +224,16 @@ class RWCCallback(keras.callbacks.Callback):
         self._summarise_fn = None
         self._state_model = self.model
 
+    @staticmethod
+    def _copy(value):
+        """A variable holding ``value`` beside it, on its device."""
+        with tf.device(value.device):
+            return tf.Variable(tf.identity(value), trainable=False)
+
     def checkpoint_state(self):
-        """The variables a `ResumeCallback` saves for this callback: the snapshots and the
-        step of the last measurement.
+        """The variables a `ResumeCallback` saves for this callback: the snapshots, the
+        step of the last measurement and, when a measure needs them, the weights at train
+        begin and their norms (so that a resumed run compares with the same w0).
 
         Raises:
             ValueError: called before this callback's ``on_train_begin`` set them up, i.e.
@@ -218,7 +243,11 @@ class RWCCallback(keras.callbacks.Callback):
             raise ValueError(
                 "RWCCallback has not set up its snapshots yet: it does so in on_train_begin, "
                 "so list it before the ResumeCallback in callbacks=[...]")
-        return {"snapshots": list(self._snapshots), "last_step": self._last_step}
+        state = {"snapshots": list(self._snapshots), "last_step": self._last_step}
+        if self._initials is not None:
+            state.update(initials=list(self._initials),
+                         initial_norms=list(self._initial_norms))
+        return state
 
     def on_resume(self, epoch, step):
         """After a `ResumeCallback` restored the snapshots: drops the CSV rows and
@@ -245,16 +274,23 @@ class RWCCallback(keras.callbacks.Callback):
             self.log_dir = new_run_dir()
         tf.io.gfile.makedirs(self.log_dir)
         path = os.path.join(self.log_dir, spec.RWC_CSV)
-        header = csv_text([spec.RWC_COLUMNS])
-        # A header alone was left by a run killed before its first measurement.
-        has_rows = tf.io.gfile.exists(path) and tf.io.gfile.stat(path).length > len(header)
+        columns = spec.rwc_columns(self.metrics)
+        has_rows = False
+        if tf.io.gfile.exists(path):
+            with tf.io.gfile.GFile(path) as f:
+                # A header alone was left by a run killed before its first measurement.
+                header, has_rows = f.readline().strip(), bool(f.readline())
         if has_rows and not (self.append or self._resumed):
             raise FileExistsError(
                 f"{path} already exists; choose another log_dir or pass append=True"
             )
+        if has_rows and header != ",".join(columns):
+            raise ValueError(
+                f"{path} has the columns {header}, these metrics write {','.join(columns)}: "
+                "pass the metrics it was written with, or choose another log_dir")
         if not has_rows:
             with tf.io.gfile.GFile(path, "w") as f:
-                f.write(header)
+                f.write(csv_text([columns]))
         self._csv_path = path
         self._writer = tf.summary.create_file_writer(self.log_dir)
         if self.verbose:
@@ -272,11 +308,17 @@ class RWCCallback(keras.callbacks.Callback):
     # -- measurement -----------------------------------------------------------------------
 
     def _measure_and_advance(self):
-        """In-graph: RWC of every tracked tensor against its snapshot, then snapshot <- now."""
+        """In-graph: the measures of every tracked tensor against its snapshot (and w0),
+        then snapshot <- now."""
         results = []
-        for variable, snapshot in zip(self._tracked, self._snapshots):
+        for index, (variable, snapshot) in enumerate(zip(self._tracked, self._snapshots)):
             current = variable.value.read_value()
-            results.append(tf.stack(rwc_stats(snapshot.read_value(), current)))
+            initial, norms = None, None
+            if self._initials is not None:
+                initial = self._initials[index].read_value()
+                norms = self._initial_norms[index].read_value()
+            results.append(layer_stats(snapshot.read_value(), current, initial, self.metrics,
+                                       norms))
             snapshot.assign(current)
         return tf.stack(results)
 
@@ -287,13 +329,13 @@ class RWCCallback(keras.callbacks.Callback):
         with self._writer.as_default(step=epoch if self.update_freq == "epoch" else step):
             members = {}
             for index, (layer, group, _) in enumerate(self._meta):
-                for column, metric in enumerate(spec.RWC_METRICS):
+                for column, metric in enumerate(self.metrics):
                     tf.summary.scalar(spec.layer_tag(metric, group, layer),
                                       values[index, column])
                 if group:
                     members.setdefault(group, []).append(index)
             for group, indices in members.items():
-                for column, metric in enumerate(spec.RWC_METRICS):
+                for column, metric in enumerate(self.metrics):
                     group_values = tf.gather(values[:, column], indices)
                     finite = tf.boolean_mask(group_values, ~tf.math.is_nan(group_values))
                     # The mean of no finite value is NaN, as in the CSV's all-zero rule.
@@ -305,8 +347,9 @@ class RWCCallback(keras.callbacks.Callback):
         """Measures now, moves the snapshots on, and returns the values without writing.
 
         Returns:
-            A float64 array of shape (tracked tensors, 3): ``rwc``, ``rwc_norm`` and
-            ``zeros`` of each tensor of ``tracked_variables`` since the last measurement.
+            A float64 array of shape (tracked tensors, measures + 1): the ``metrics`` of
+            each tensor of ``tracked_variables`` since the last measurement, then its
+            ``zeros``.
         """
         return self._measure_fn().numpy()
 
@@ -316,8 +359,8 @@ class RWCCallback(keras.callbacks.Callback):
         values, step = self._summarise_fn(tf.constant(epoch, tf.int64))
         values, step = values.numpy(), int(step)
         self._writer.flush()
-        rows = [[epoch, step, layer, group, float(rwc), float(rwc_norm), int(zeros), size]
-                for (layer, group, size), (rwc, rwc_norm, zeros) in zip(self._meta, values)]
+        rows = [[epoch, step, layer, group, *map(float, row[:-1]), int(row[-1]), size]
+                for (layer, group, size), row in zip(self._meta, values)]
         append_csv(self._csv_path, rows)
         self._last_step.assign(step)
         self._last_step_value = step
@@ -367,8 +410,8 @@ class RWCCallback(keras.callbacks.Callback):
         long run has millions).
         """
         if self._csv_path is None:
-            return pd.DataFrame(columns=list(spec.RWC_COLUMNS))
+            return pd.DataFrame(columns=list(spec.rwc_columns(self.metrics)))
         with tf.io.gfile.GFile(self._csv_path) as f:
             # Empty groups stay "" and only the value columns read "nan" as NaN.
             return pd.read_csv(f, keep_default_na=False,
-                               na_values={metric: ["nan"] for metric in spec.RWC_METRICS})
+                               na_values={metric: ["nan"] for metric in self.metrics})

@@ -50,9 +50,6 @@ import pandas as pd
 
 from rwc_keras import spec
 
-# rwc_keras.metric's names, repeated here only to keep TensorFlow out of flag parsing; the
-# validator checks them with rwc_keras.metric.check_metrics.
-_ALL_METRICS = ("rwc", "rwc_norm", "update_ratio", "dist_init", "rotation", "weight_norm")
 # Where a .keras archive keeps its weights.
 KERAS_WEIGHTS = "model.weights.h5"
 # The group in which Keras stores a compiled model's optimizer state beside its weights.
@@ -190,33 +187,33 @@ def read_weights(path, model, source, include_1d=False):
 # -- the comparison --------------------------------------------------------------------------
 
 
-def diff_weights(earlier, later, initial=None, metrics=_ALL_METRICS, groups=None):
+def diff_weights(earlier, later, initial=None, metrics=spec.METRICS, groups=None):
     """The chosen measures of every tensor between two weight sets, one row per tensor.
 
     Args:
         earlier: ``{layer name: array}`` (A).
         later: the same names and shapes (B).
         initial: the same names and shapes, the weights at train begin for the measures of
-            ``rwc_keras.metric.INITIAL_METRICS``; default ``earlier``.
-        metrics: names from ``rwc_keras.metric.METRICS``.
+            ``rwc_keras.spec.INITIAL_METRICS``; default ``earlier``.
+        metrics: names from ``rwc_keras.spec.METRICS``.
         groups: ``{layer name: group}``; layers missing from it get an empty group.
 
     Returns:
         A DataFrame with columns ``layer``, ``group``, the measures in ``METRICS`` order,
         ``zeros`` and ``size``, rows in ``earlier``'s order.
     """
-    from rwc_keras.metric import ZEROS, check_metrics, layer_stats  # noqa: PLC0415
+    from rwc_keras.metric import layer_stats  # noqa: PLC0415
 
-    metrics = check_metrics(metrics)
+    metrics = spec.check_metrics(metrics)
     initial = earlier if initial is None else initial
     groups = groups or {}
     rows = []
     for layer, prev in earlier.items():
         values = layer_stats(prev, later[layer], initial[layer], metrics).numpy()
         rows.append(dict(layer=layer, group=groups.get(layer, ""),
-                         **dict(zip((*metrics, ZEROS), values.tolist())), size=prev.size))
-    frame = pd.DataFrame(rows, columns=["layer", "group", *metrics, ZEROS, "size"])
-    return frame.astype({ZEROS: int})
+                         **dict(zip((*metrics, spec.ZEROS), values.tolist())), size=prev.size))
+    frame = pd.DataFrame(rows, columns=["layer", "group", *metrics, spec.ZEROS, "size"])
+    return frame.astype({spec.ZEROS: int})
 
 
 def compare_files(paths, metrics, arch=None, dataset_name="cifar10", include_1d=False):
@@ -248,8 +245,8 @@ def compare_files(paths, metrics, arch=None, dataset_name="cifar10", include_1d=
 # -- the command line ------------------------------------------------------------------------
 
 _CSV = flags.DEFINE_string("csv", None, "Also write the table to this CSV file.")
-_METRICS = flags.DEFINE_list("metrics", list(_ALL_METRICS),
-                             f"Measures to compute, from: {','.join(_ALL_METRICS)}.")
+_METRICS = flags.DEFINE_list("metrics", list(spec.METRICS),
+                             f"Measures to compute, from: {','.join(spec.METRICS)}.")
 _INITIAL = flags.DEFINE_string("initial", None, "Weights at train begin (.weights.h5 or "
                                ".keras) for dist_init and rotation; default A.")
 _ARCH = flags.DEFINE_enum("arch", None, list(spec.ARCHITECTURES),
@@ -260,8 +257,8 @@ _DATASET = flags.DEFINE_enum("dataset", "cifar10", list(spec.DATASETS),
 _INCLUDE_1D = flags.DEFINE_bool("include_1d", False,
                                 "Also compare one-dimensional tensors (biases, BatchNorm).")
 flags.register_validator(
-    "metrics", lambda names: bool(names) and set(names) <= set(_ALL_METRICS),
-    message=f"--metrics must be a comma-separated subset of {','.join(_ALL_METRICS)}")
+    "metrics", lambda names: bool(names) and set(names) <= set(spec.METRICS),
+    message=f"--metrics must be a comma-separated subset of {','.join(spec.METRICS)}")
 
 
 def main(argv):

@@ -23,9 +23,10 @@ class HistoryLogger(keras.callbacks.Callback):
     Columns and tags come from `rwc_keras.spec` (``HISTORY_COLUMNS``, ``accuracy_tag``);
     the logs of an epoch carry ``loss``, ``top1``, ``top5``, their ``test_`` versions and
     ``seconds``, the training time of the epoch. On the first start of a folder it also
-    writes the TensorBoard custom-scalars layout of the architecture's groups. Everything
-    goes through the `RWCCallback`'s writer, so that the folder has one writer: list the
-    RWC callback first. Resumable: pass it to the `ResumeCallback` too.
+    writes the TensorBoard custom-scalars layout of the architecture's groups and the RWC
+    callback's measures. Everything goes through the `RWCCallback`'s writer, so that the
+    folder has one writer: list the RWC callback first. Resumable: pass it to the
+    `ResumeCallback` too.
 
     Args:
         folder: the seed's folder, the RWC callback's ``log_dir``.
@@ -58,7 +59,8 @@ class HistoryLogger(keras.callbacks.Callback):
             return
         # The layout first: a kill between the two leaves a second copy of it (harmless),
         # not a folder without one.
-        layout = custom_scalar_summary.pb(build_layout(self.groups)).SerializeToString()
+        layout = custom_scalar_summary.pb(
+            build_layout(self.groups, self.rwc.metrics)).SerializeToString()
         with self.rwc.summary_writer.as_default():
             tf.summary.experimental.write_raw_pb(layout, step=0)
         self.rwc.summary_writer.flush()

@@ -1,8 +1,9 @@
-"""TensorBoard custom-scalars layout for RWC runs: one chart per layer group.
+"""TensorBoard custom-scalars layout for RWC runs: one chart per layer group and measure.
 
 The plain scalars dashboard lists every ``rwc/<group>/<layer>`` tag on its own. The layout
-written here makes the custom-scalars dashboard show, per group, all of its layers' curves in
-one chart, plus the per-group means and the accuracy curves. The tags are the ones
+written here makes the custom-scalars dashboard show, per measure (``rwc``, ``rwc_norm`` and
+the `RWCCallback`'s other ``metrics``) and group, all of the group's layers' curves in one
+chart, plus the per-group means and the accuracy curves. The tags are the ones
 ``rwc_keras.spec`` formats for `RWCCallback` and the training driver.
 
 Example:
@@ -23,9 +24,9 @@ from rwc_keras import spec
 ACCURACY_CATEGORY = "Accuracy"
 
 
-def rwc_category_title(metric):
+def category_title(metric):
     """The title of ``metric``'s category, e.g. ``rwc by group: mean of |Δw| / |w|``."""
-    return f"{metric} by group: {spec.RWC_FORMULAS[metric]}"
+    return f"{metric} by group: {spec.METRIC_FORMULAS[metric]}"
 
 
 def _chart(title, *regexes):
@@ -38,12 +39,12 @@ def _starting_with(prefix):
     return f"^{re.escape(prefix)}.*"
 
 
-def _rwc_category(metric, groups):
+def _metric_category(metric, groups):
     """Group means first, then one chart per group of its layers' tags."""
     charts = [_chart("group means", _starting_with(spec.group_mean_tag(metric, "")))]
     charts += [_chart(group, _starting_with(spec.layer_tag(metric, group, "")))
                for group in groups]
-    return layout_pb2.Category(title=rwc_category_title(metric), chart=charts)
+    return layout_pb2.Category(title=category_title(metric), chart=charts)
 
 
 def _accuracy_category():
@@ -55,30 +56,33 @@ def _accuracy_category():
     return layout_pb2.Category(title=ACCURACY_CATEGORY, chart=charts)
 
 
-def build_layout(groups):
+def build_layout(groups, metrics=spec.RWC_METRICS):
     """The layout proto for runs whose layers fall into ``groups``.
 
     Args:
         groups: ordered list of group names (the order of the charts).
+        metrics: the measures the runs record, names of ``spec.METRICS`` (an
+            `RWCCallback`'s ``metrics``).
 
     Returns:
-        A `layout_pb2.Layout` with one category per RWC definition (``spec.RWC_METRICS``),
-        then Accuracy (train and test curves of ``spec.EPOCH_METRICS``).
+        A `layout_pb2.Layout` with one category per measure, in the order of
+        ``spec.METRICS``, then Accuracy (train and test curves of ``spec.EPOCH_METRICS``).
     """
-    categories = [_rwc_category(metric, groups) for metric in spec.RWC_METRICS]
+    categories = [_metric_category(metric, groups) for metric in spec.check_metrics(metrics)]
     return layout_pb2.Layout(category=[*categories, _accuracy_category()])
 
 
-def write_layout(log_dir, groups):
+def write_layout(log_dir, groups, metrics=spec.RWC_METRICS):
     """Writes the custom-scalars layout for ``groups`` into the event files of ``log_dir``.
 
     Args:
         log_dir: the TensorBoard log folder of a run (created if missing).
         groups: ordered list of group names, e.g. ``["early", "middle", "later", "head"]``.
+        metrics: the measures the run records (see `build_layout`).
     """
     writer = tf.summary.create_file_writer(log_dir)
     with writer.as_default():
-        serialized = summary.pb(build_layout(groups)).SerializeToString()
+        serialized = summary.pb(build_layout(groups, metrics)).SerializeToString()
         tf.summary.experimental.write_raw_pb(serialized, step=0)
     writer.close()
 

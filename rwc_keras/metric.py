@@ -8,7 +8,7 @@ The Relative Weight Change (RWC) is kept in two definitions (see README, "Two de
   Eq. (1) of the paper.
 
 Optional measures, computed with them in one call that shares the element-wise work
-(`layer_stats`):
+(`layer_stats`; the names and their order are ``rwc_keras.spec.METRICS``):
 
 * ``update_ratio``: ``||curr - prev||_2 / ||prev||_2``.
 * ``dist_init``: ``sum |curr - initial| / sum |initial|``, how far the tensor has moved from
@@ -41,45 +41,9 @@ import functools
 import keras
 from keras import ops
 
-# Every measure `layer_stats` computes, in the order a report lists them.
-METRICS = ("rwc", "rwc_norm", "update_ratio", "dist_init", "rotation", "weight_norm")
-# What `RWCCallback` measures unless told otherwise: the paper's RWC, both definitions.
-DEFAULT_METRICS = ("rwc", "rwc_norm")
-# The measures that compare with the weights at train begin, which costs one extra copy of
-# every tracked tensor.
-INITIAL_METRICS = ("dist_init", "rotation")
-# The statistic `layer_stats` appends after the chosen measures.
-ZEROS = "zeros"
+from rwc_keras.spec import INITIAL_METRICS, RWC_METRICS, ZEROS, check_metrics, needs_initial
 
 _NAN = float("nan")
-
-
-def check_metrics(metrics):
-    """The chosen measure names, without repeats, in the order of ``METRICS``.
-
-    Args:
-        metrics: an iterable of names from ``METRICS``.
-
-    Returns:
-        A tuple, so that the columns a caller writes do not depend on the order asked.
-
-    Raises:
-        ValueError: a name is not in ``METRICS`` (the message names it and the valid ones),
-            or none is given.
-    """
-    metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
-    unknown = [name for name in metrics if name not in METRICS]
-    if unknown:
-        raise ValueError(f"unknown metric(s) {', '.join(map(repr, unknown))}; "
-                         f"valid: {', '.join(METRICS)}")
-    if not metrics:
-        raise ValueError(f"no metric chosen; valid: {', '.join(METRICS)}")
-    return tuple(name for name in METRICS if name in metrics)
-
-
-def needs_initial(metrics):
-    """Whether any of ``metrics`` compares with the weights at train begin."""
-    return any(name in INITIAL_METRICS for name in metrics)
 
 
 def _total(x):
@@ -161,9 +125,18 @@ class _Terms:
         return ops.abs(self.change)
 
     @functools.cached_property
-    def nonzero(self):
-        # sign(|prev|) is 1 or 0, so its row sums are exact; count_nonzero costs twice that.
-        return _total(ops.sign(self.abs_prev))
+    def ratio_sums(self):
+        """``[sum of |change| / |prev| where prev != 0, the number of such elements]``."""
+        # Plain division puts inf or NaN where prev == 0, so a finite sum proves that prev
+        # has no zero: only a tensor with zeros pays for counting them and for dividing
+        # again without them (sign(|prev|) is 1 or 0, so its row sums are exact).
+        ratio_sum = _total(self.abs_change / self.abs_prev)
+        size = ops.cast(ops.size(self.prev), "float64")
+        return ops.cond(
+            ops.isfinite(ratio_sum),
+            lambda: ops.stack([ratio_sum, size]),
+            lambda: ops.stack([_total(ops.divide_no_nan(self.abs_change, self.abs_prev)),
+                               _total(ops.sign(self.abs_prev))]))
 
     @functools.cached_property
     def to_initial(self):
@@ -180,9 +153,7 @@ class _Terms:
         return _norms_of_rows(self.initial)
 
     def rwc(self):
-        # divide_no_nan puts 0 where prev == 0; those elements are left out of the count.
-        ratios = ops.divide_no_nan(self.abs_change, self.abs_prev)
-        return _ratio(_total(ratios), self.nonzero)
+        return _ratio(self.ratio_sums[0], self.ratio_sums[1])
 
     def rwc_norm(self):
         return _ratio(_total(self.abs_change), _total(self.abs_prev))
@@ -209,10 +180,10 @@ class _Terms:
         return self.curr_norm
 
     def zeros(self):
-        return ops.cast(ops.size(self.prev), "float64") - self.nonzero
+        return ops.cast(ops.size(self.prev), "float64") - self.ratio_sums[1]
 
 
-def layer_stats(prev, curr, initial=None, metrics=DEFAULT_METRICS, initial_norms=None):
+def layer_stats(prev, curr, initial=None, metrics=RWC_METRICS, initial_norms=None):
     """The chosen measures of one weight tensor, then its zero count, sharing their work.
 
     Graph-friendly: call it inside a ``tf.function``; nothing leaves the device.
@@ -221,8 +192,8 @@ def layer_stats(prev, curr, initial=None, metrics=DEFAULT_METRICS, initial_norms
         prev: the weights at the previous measurement point.
         curr: the weights now, same shape as ``prev``.
         initial: the weights at train begin, same shape; needed only by the measures of
-            ``INITIAL_METRICS``.
-        metrics: names from ``METRICS``, in the order wanted (see `check_metrics`).
+            ``rwc_keras.spec.INITIAL_METRICS``.
+        metrics: names from ``rwc_keras.spec.METRICS``, in the order wanted.
         initial_norms: optional, ``initial_norms(initial)`` computed beforehand.
 
     Returns:
@@ -260,7 +231,7 @@ def rwc_stats(prev, curr):
         ``(rwc, rwc_norm, zeros)``: the two definitions and the number of elements of
         ``prev`` that are exactly zero (left out of the ``rwc`` mean).
     """
-    values = layer_stats(prev, curr, metrics=("rwc", "rwc_norm"))
+    values = layer_stats(prev, curr, metrics=RWC_METRICS)
     return values[0], values[1], values[2]
 
 

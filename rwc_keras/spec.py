@@ -238,13 +238,68 @@ def paper_top1(arch, dataset_name):
     return architecture(arch).paper_top1.get(dataset_name)
 
 
+# Every measure of a weight tensor RWCCallback can record (``rwc_keras.metric`` computes
+# them), in the order of the CSV's columns; each is a CSV column and a TensorBoard tag family.
+METRICS = ("rwc", "rwc_norm", "update_ratio", "dist_init", "rotation", "weight_norm")
+# The two RWC definitions (docs/paper_facts.md, section 1): always recorded, and the only
+# measures the paper's claims are about.
+RWC_METRICS = ("rwc", "rwc_norm")
+# The measures comparing with the weights at train begin (w0), which costs one extra copy of
+# every tracked tensor.
+INITIAL_METRICS = ("dist_init", "rotation")
+# The formula figures and reports label each measure by (Δw: the change since the previous
+# measurement, w0: the weights at train begin).
+METRIC_FORMULAS = {
+    "rwc": "mean of |Δw| / |w|",
+    "rwc_norm": "Σ|Δw| / Σ|w| (Eq. 1)",
+    "update_ratio": "‖Δw‖ / ‖w‖",
+    "dist_init": "Σ|w − w0| / Σ|w0|",
+    "rotation": "1 − cos(w, w0)",
+    "weight_norm": "‖w‖",
+}
+
+
+def check_metrics(metrics):
+    """The chosen measure names, without repeats, in the order of ``METRICS``.
+
+    Args:
+        metrics: a name or an iterable of names from ``METRICS``.
+
+    Returns:
+        A tuple, so that the columns written do not depend on the order asked.
+
+    Raises:
+        SchemaError: a name is not in ``METRICS`` (the message names it and the valid ones),
+            or none is given.
+    """
+    metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
+    unknown = [name for name in metrics if name not in METRICS]
+    if unknown:
+        raise SchemaError(f"unknown metric(s) {', '.join(map(repr, unknown))}; "
+                          f"valid: {', '.join(METRICS)}")
+    if not metrics:
+        raise SchemaError(f"no metric chosen; valid: {', '.join(METRICS)}")
+    return tuple(name for name in METRICS if name in metrics)
+
+
+def needs_initial(metrics):
+    """Whether any of ``metrics`` compares with the weights at train begin."""
+    return any(name in INITIAL_METRICS for name in metrics)
+
+
 # Written by RWCCallback, per run.
 RWC_CSV = "rwc.csv"
-RWC_COLUMNS = ("epoch", "step", "layer", "group", "rwc", "rwc_norm", "zeros", "size")
-# The two RWC definitions (docs/paper_facts.md, section 1), each a CSV column and a
-# TensorBoard tag family, with the formula figures and reports label it by.
-RWC_METRICS = ("rwc", "rwc_norm")
-RWC_FORMULAS = {"rwc": "mean of |Δw| / |w|", "rwc_norm": "Σ|Δw| / Σ|w| (Eq. 1)"}
+# The column after the measures: elements left out of the rwc mean (previous value 0).
+ZEROS = "zeros"
+
+
+def rwc_columns(metrics=RWC_METRICS):
+    """The columns of an ``rwc.csv`` holding ``metrics`` (in ``METRICS`` order)."""
+    return ("epoch", "step", "layer", "group", *metrics, ZEROS, "size")
+
+
+# The columns of an rwc.csv with the RWC alone (the callback's default).
+RWC_COLUMNS = rwc_columns()
 
 
 def layer_name(model, variable):

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from rwc_keras import RWCCallback
+from rwc_keras import ResumeCallback, RWCCallback, spec
 from rwc_keras.spec import RWC_COLUMNS as CSV_COLUMNS
 
-from .helpers import reference
+from .helpers import reference_metrics
 
 
 class WeightRecorder(keras.callbacks.Callback):
@@ -78,7 +78,7 @@ def data(n=64):
     return x, y
 
 
-def train(build, tmp_path, update_freq, strategy=None, epochs=3):
+def train(build, tmp_path, update_freq, strategy=None, epochs=3, metrics=spec.RWC_METRICS):
     keras.utils.set_random_seed(0)
     scope = strategy.scope() if strategy else tf.name_scope("")
     with scope:
@@ -87,7 +87,8 @@ def train(build, tmp_path, update_freq, strategy=None, epochs=3):
             keras.optimizers.SGD(0.1, momentum=0.9),
             keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         )
-    rwc = RWCCallback(log_dir=str(tmp_path / "run"), update_freq=update_freq, verbose=0)
+    rwc = RWCCallback(log_dir=str(tmp_path / "run"), update_freq=update_freq, metrics=metrics,
+                      verbose=0)
     recorder = WeightRecorder()
     x, y = data()
     model.fit(x, y, batch_size=16, epochs=epochs, verbose=0, callbacks=[recorder, rwc])
@@ -95,28 +96,30 @@ def train(build, tmp_path, update_freq, strategy=None, epochs=3):
 
 
 def expected_rows(recorder, points):
-    """(step, layer) -> reference values between consecutive measurement points."""
+    """(step, layer) -> every reference measure between consecutive measurement points,
+    against the weights at the first point for those comparing with train begin."""
     want = {}
     for prev_step, step in zip(points, points[1:]):
         for layer, curr in recorder.by_step[step].items():
             if curr.ndim > 1:
-                want[(step, layer)] = reference(recorder.by_step[prev_step][layer], curr)
+                want[(step, layer)] = reference_metrics(
+                    recorder.by_step[prev_step][layer], curr, recorder.by_step[points[0]][layer])
     return want
 
 
 def check_against_recorder(rwc_cb, recorder, points):
     frame = pd.read_csv(os.path.join(rwc_cb.log_dir, "rwc.csv"), keep_default_na=False)
-    assert list(frame.columns[:6]) == ["epoch", "step", "layer", "group", "rwc", "rwc_norm"]
+    assert list(frame.columns) == list(spec.rwc_columns(rwc_cb.metrics))
     want = expected_rows(recorder, points)
     assert len(frame) == len(want)
     for row in frame.itertuples():
-        ref_rwc, ref_norm, ref_zeros = want[(row.step, row.layer)]
-        assert row.rwc == pytest.approx(ref_rwc, rel=1e-5)
-        assert row.rwc_norm == pytest.approx(ref_norm, rel=1e-5)
-        assert row.zeros == ref_zeros
+        reference = want[(row.step, row.layer)]
+        for metric in rwc_cb.metrics:
+            assert getattr(row, metric) == pytest.approx(reference[metric], rel=1e-5), metric
+        assert row.zeros == reference["zeros"]
     assert frame["group"].eq("").all()
     in_memory = rwc_cb.to_dataframe()
-    assert list(in_memory.columns) == list(CSV_COLUMNS)
+    assert list(in_memory.columns) == list(frame.columns)
     assert len(in_memory) == len(frame)
     np.testing.assert_array_equal(in_memory["rwc"].to_numpy(), frame["rwc"].to_numpy())
     return frame
@@ -142,13 +145,45 @@ def test_every_n_steps_matches_float64_recomputation(build, tmp_path):
     assert frame.groupby("step")["epoch"].first().to_dict() == {3: 1, 6: 2, 9: 3, 12: 3}
 
 
+@pytest.mark.parametrize("update_freq", ["epoch", 3])
+def test_every_metric_matches_float64_recomputation(update_freq, tmp_path):
+    _, rwc_cb, recorder = train(functional, tmp_path, update_freq, metrics=spec.METRICS)
+    assert rwc_cb.metrics == spec.METRICS
+    points = [0, 4, 8, 12] if update_freq == "epoch" else list(range(0, 13, 3))
+    frame = check_against_recorder(rwc_cb, recorder, points)
+    assert frame[list(spec.METRICS)].notna().all().all()
+
+
 @pytest.mark.parametrize("update_freq", ["epoch", 2])
 def test_under_mirrored_strategy_on_two_devices(update_freq, tmp_path):
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     assert strategy.num_replicas_in_sync == 2
-    _, rwc_cb, recorder = train(functional, tmp_path, update_freq, strategy=strategy)
+    _, rwc_cb, recorder = train(functional, tmp_path, update_freq, strategy=strategy,
+                                metrics=spec.METRICS)
     points = [0, 4, 8, 12] if update_freq == "epoch" else list(range(0, 13, 2))
     check_against_recorder(rwc_cb, recorder, points)
+
+
+def test_chosen_metrics_come_after_rwc_in_schema_order(tmp_path):
+    _, rwc_cb, recorder = train(sequential, tmp_path, "epoch",
+                                metrics=["weight_norm", "dist_init"])
+    assert rwc_cb.metrics == ("rwc", "rwc_norm", "dist_init", "weight_norm")
+    check_against_recorder(rwc_cb, recorder, [0, 4, 8, 12])
+    assert rwc_cb.measure().shape == (2, 5)  # the two kernels, 4 measures and zeros
+
+
+def test_weights_at_train_begin_are_kept_only_for_the_metrics_using_them(tmp_path):
+    model = functional()
+    model.compile("sgd", "mse")
+    for metrics, extra in (((), set()), (["update_ratio", "weight_norm"], set()),
+                           (["rotation"], {"initials", "initial_norms"})):
+        cb = RWCCallback(str(tmp_path), metrics=metrics or spec.RWC_METRICS, verbose=0)
+        cb.set_model(model)
+        cb.on_train_begin()
+        state = cb.checkpoint_state()
+        assert set(state) == {"snapshots", "last_step"} | extra, metrics
+        for name in extra:
+            assert len(state[name]) == len(cb.tracked_variables)
 
 
 def test_selection_by_names_regex_predicate_and_1d(tmp_path):
@@ -186,6 +221,8 @@ def test_unknown_names_and_bad_update_freq_are_clear_errors(tmp_path):
     for bad in (0, -3, "step", 2.5, True):
         with pytest.raises(ValueError, match="update_freq"):
             RWCCallback(update_freq=bad)
+    with pytest.raises(ValueError, match="'speed'; valid: rwc, rwc_norm, update_ratio"):
+        RWCCallback(metrics=["rotation", "speed"])
 
 
 def test_groups_from_model_attribute_and_argument(tmp_path):
@@ -239,6 +276,59 @@ def test_tensorboard_events_hold_tags_and_steps(tmp_path):
     assert steps == [8, 10]  # the optimizer had made 6 steps in the earlier fit
 
 
+def test_every_metric_has_its_tag_family_and_group_means(tmp_path):
+    model = functional()
+    model.rwc_groups = {"conv/kernel": "early"}
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    cb = RWCCallback(str(tmp_path), metrics=spec.METRICS, verbose=0)
+    model.fit(*data(32), batch_size=16, epochs=2, verbose=0, callbacks=[cb])
+    scalars = read_scalars(cb.log_dir)
+    assert set(scalars) == {tag for metric in spec.METRICS for tag in (
+        f"{metric}/early/conv/kernel", f"{metric}/dense/kernel", f"{metric}_mean/early")}
+    frame = cb.to_dataframe().set_index(["layer", "epoch"])
+    for metric in spec.METRICS:
+        for epoch, value in scalars[f"{metric}/dense/kernel"].items():
+            assert value == pytest.approx(frame.loc[("dense/kernel", epoch), metric], rel=1e-6)
+        assert scalars[f"{metric}_mean/early"] == scalars[f"{metric}/early/conv/kernel"]
+
+
+class CrashAtStep(keras.callbacks.Callback):
+    """Raises before the optimizer's step ``step`` (0-based), as a crash would."""
+
+    def __init__(self, step):
+        super().__init__()
+        self.step = step
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) == self.step:
+            raise RuntimeError("crashed")
+
+
+def test_a_resumed_run_compares_with_the_same_weights_at_train_begin(tmp_path):
+    def fit(log_dir, seed, *extra):
+        # The model's own initial weights depend on the seed; a resumed run's must not matter.
+        keras.utils.set_random_seed(seed)
+        model = functional()
+        model.compile(keras.optimizers.SGD(0.1, momentum=0.9),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        rwc = RWCCallback(str(log_dir), update_freq=3, metrics=spec.METRICS, verbose=0)
+        resume = ResumeCallback(str(log_dir / "backup"), callbacks=[rwc], verbose=0)
+        model.fit(*data(32), batch_size=8, epochs=4, shuffle=False, verbose=0,
+                  callbacks=[rwc, resume, *extra])
+
+    fit(tmp_path / "whole", 0)
+    # 4 steps per epoch: the checkpoint after epoch 2 holds step 8; measured at 9, crashed.
+    with pytest.raises(RuntimeError, match="crashed"):
+        fit(tmp_path / "crashed", 0, CrashAtStep(10))
+    fit(tmp_path / "crashed", 1)
+    resumed = pd.read_csv(tmp_path / "crashed" / "rwc.csv")
+    whole = pd.read_csv(tmp_path / "whole" / "rwc.csv")
+    pd.testing.assert_frame_equal(resumed[["epoch", "step", "layer"]],
+                                  whole[["epoch", "step", "layer"]])
+    for metric in spec.METRICS:
+        pd.testing.assert_series_equal(resumed[metric], whole[metric], rtol=1e-6, atol=0)
+
+
 def test_default_log_dirs_are_separate_and_never_reused(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     model = functional()
@@ -269,6 +359,12 @@ def test_existing_csv_is_not_overwritten_unless_append(tmp_path):
               callbacks=[RWCCallback(str(tmp_path), append=True, verbose=0)])
     frame = pd.read_csv(tmp_path / "rwc.csv")
     assert len(frame) == 4 and list(frame.columns) == list(CSV_COLUMNS)
+    # Other columns would leave the file unreadable.
+    with pytest.raises(ValueError, match="has the columns epoch,step,layer,group,rwc,rwc_norm,"
+                                         "zeros,size, these metrics write .*,rotation,zeros"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[
+            RWCCallback(str(tmp_path), append=True, metrics=["rotation"], verbose=0)])
+    assert len(pd.read_csv(tmp_path / "rwc.csv")) == 4
 
 
 def test_all_zero_kernel_gives_nan_rows_not_a_crash(tmp_path):

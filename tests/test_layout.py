@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rwc_keras import RWCCallback
-from rwc_keras.layout import build_layout, read_layout, write_layout
+from rwc_keras import RWCCallback, spec
+from rwc_keras.layout import build_layout, category_title, read_layout, write_layout
 
 GROUPS = ["early", "middle", "later", "head"]
 
@@ -76,6 +76,20 @@ def test_group_names_are_regex_escaped():
     assert matching_charts(layout, "rwc/aXb/conv/kernel") == []
 
 
+def test_one_category_per_chosen_metric_in_schema_order():
+    layout = build_layout(GROUPS, ["weight_norm", "rwc", "rwc_norm", "rotation"])
+    rotation = "rotation by group: 1 − cos(w, w0)"
+    assert [c.title for c in layout.category] == [
+        RWC, RWC_NORM, rotation, "weight_norm by group: ‖w‖", "Accuracy"]
+    assert category_title("rotation") == rotation
+    assert list(charts(layout, rotation)) == ["group means", *GROUPS]
+    assert matching_charts(layout, "rotation/early/conv1/kernel") == [(rotation, "early")]
+    assert matching_charts(layout, "rotation_mean/later") == [(rotation, "group means")]
+    assert matching_charts(layout, "update_ratio/early/conv1/kernel") == []
+    with pytest.raises(ValueError, match="'speed'"):
+        build_layout(GROUPS, ["rwc", "speed"])
+
+
 def test_read_layout_without_a_layout_fails(tmp_path):
     with pytest.raises(ValueError, match="no custom-scalars layout"):
         read_layout(str(tmp_path))
@@ -111,5 +125,22 @@ def test_layout_charts_every_tag_rwc_callback_writes(tmp_path):
         "rwc_mean/head",
         "rwc_norm_mean/head",
     }
+    for tag in tags:
+        assert len(matching_charts(layout, tag)) == 1, tag
+
+
+def test_layout_charts_every_tag_of_every_metric(tmp_path):
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3, name="d1"), keras.layers.Dense(2, name="d2")]
+    )
+    model.compile("sgd", "mse")
+    groups = {"d1/kernel": "early", "d2/kernel": "head"}
+    callback = RWCCallback(log_dir=str(tmp_path), groups=groups, metrics=spec.METRICS, verbose=0)
+    model.fit(np.ones((8, 4)), np.ones((8, 2)), epochs=1, verbose=0, callbacks=[callback])
+    write_layout(str(tmp_path), GROUPS, callback.metrics)
+    layout = read_layout(str(tmp_path))
+    tags = scalar_tags(tmp_path) - {"custom_scalars__config__"}
+    # Per metric: both layers and both group means.
+    assert len(tags) == 4 * len(spec.METRICS)
     for tag in tags:
         assert len(matching_charts(layout, tag)) == 1, tag

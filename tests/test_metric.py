@@ -3,8 +3,8 @@ import pytest
 import tensorflow as tf
 
 from rwc_keras import rwc, rwc_norm, rwc_stats
-from rwc_keras.metric import (DEFAULT_METRICS, INITIAL_METRICS, METRICS, check_metrics,
-                              initial_norms, layer_stats, needs_initial)
+from rwc_keras.metric import initial_norms, layer_stats
+from rwc_keras.spec import INITIAL_METRICS, METRICS, RWC_METRICS, check_metrics, needs_initial
 
 from .helpers import reference, reference_metrics
 
@@ -58,6 +58,7 @@ def test_zeros_are_left_out_of_the_mean():
     rng = np.random.default_rng(1)
     prev, curr = perturbed(rng, (1000,), 0.1)
     prev[::7] = 0.0
+    curr[::14] = 0.0  # 0 / 0 as well as x / 0
     initial = np.where(np.arange(1000) % 3 == 0, 0.0, prev).astype(np.float32)
     got = all_stats(prev, curr, initial)
     want = reference_metrics(prev, curr, initial)
@@ -143,7 +144,7 @@ def test_bfloat16_weights_are_measured_in_float32():
 def test_check_metrics_orders_and_names_bad_values():
     assert check_metrics(["rotation", "rwc", "rotation"]) == ("rwc", "rotation")
     assert check_metrics("weight_norm") == ("weight_norm",)
-    assert check_metrics(DEFAULT_METRICS) == DEFAULT_METRICS
+    assert check_metrics(RWC_METRICS) == RWC_METRICS
     with pytest.raises(ValueError, match="'speed'.*valid: rwc, rwc_norm, update_ratio"):
         check_metrics(["rwc", "speed"])
     with pytest.raises(ValueError, match="no metric chosen"):

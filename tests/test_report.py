@@ -46,12 +46,14 @@ def layer_names(levels):
     return names
 
 
-def make_experiment(root, arch, dataset, levels, scale=1.0, steps_per_epoch=1, seeds=SEEDS):
+def make_experiment(root, arch, dataset, levels, scale=1.0, steps_per_epoch=1, seeds=SEEDS,
+                    extra_metrics=()):
     """Writes a synthetic experiment folder.
 
     Args:
         levels: per group, its RWC level per epoch: a list (every seed alike) or an array
             [seed, epoch].
+        extra_metrics: measures of spec.METRICS besides rwc and rwc_norm to write columns of.
 
     Returns:
         The folder, its ``(layer, group)`` pairs and the values per metric as arrays
@@ -69,6 +71,9 @@ def make_experiment(root, arch, dataset, levels, scale=1.0, steps_per_epoch=1, s
         "rwc": level * rng.uniform(0.97, 1.03, size=level.shape),
         "rwc_norm": 0.5 * level * rng.uniform(0.9, 1.1, size=level.shape),
     }
+    for index, metric in enumerate(extra_metrics):
+        values[metric] = (index + 2) * level * rng.uniform(0.8, 1.2, size=level.shape)
+    recorded = (*spec.RWC_METRICS, *extra_metrics)
     if arch == "resnet18":
         layer_index = [name for name, _ in layers].index(NAN_AT[1])
         values["rwc"][NAN_AT[0], layer_index, NAN_AT[2]] = np.nan
@@ -78,12 +83,12 @@ def make_experiment(root, arch, dataset, levels, scale=1.0, steps_per_epoch=1, s
         run_dir.mkdir(parents=True)
         rows = [
             dict(epoch=p // steps_per_epoch + 1, step=(p + 1) * 10, layer=name, group=group,
-                 rwc=values["rwc"][s, l, p], rwc_norm=values["rwc_norm"][s, l, p], zeros=0,
-                 size=100)
+                 **{metric: values[metric][s, l, p] for metric in recorded}, zeros=0, size=100)
             for p in range(points)
             for l, (name, group) in enumerate(layers)
         ]
-        pd.DataFrame(rows, columns=spec.RWC_COLUMNS).to_csv(run_dir / spec.RWC_CSV, index=False)
+        pd.DataFrame(rows, columns=spec.rwc_columns(recorded)).to_csv(run_dir / spec.RWC_CSV,
+                                                                       index=False)
         top1 = accuracy_curve(s)
         history = pd.DataFrame(dict(epoch=np.arange(1, EPOCHS + 1), train_loss=1.0,
                                     train_top1=top1, train_top5=0.99, test_loss=1.0,
@@ -220,11 +225,38 @@ def test_per_step_measurements_use_the_step_axis(tmp_path):
     assert figure.axes[0].get_xlabel() == "optimizer step"
 
 
+def test_extra_metrics_are_aggregated_like_rwc(tmp_path):
+    experiment_dir, layers, values = make_experiment(
+        tmp_path, "vgg19bn", "cifar10", VGG_LEVELS, extra_metrics=("rotation", "weight_norm"))
+    # A run recorded without rotation: a seed without its values.
+    csv = os.path.join(experiment_dir, "seed_42", spec.RWC_CSV)
+    pd.read_csv(csv).drop(columns="rotation").to_csv(csv, index=False)
+    experiment = load_experiment(experiment_dir)
+    assert experiment.metrics == ("rwc", "rwc_norm", "rotation", "weight_norm")
+    for metric, seeds in (("weight_norm", [0, 1, 2]), ("rotation", [0, 2])):
+        for l, (name, _) in enumerate(layers):
+            rows = rows_of(experiment, metric, "layer", name)
+            np.testing.assert_allclose(rows["mean"], values[metric][seeds, l].mean(axis=0))
+            assert rows["n_seeds"].tolist() == [len(seeds)] * EPOCHS
+        for group, curve in group_curves(layers, values[metric][seeds]).items():
+            rows = rows_of(experiment, metric, "group", group)
+            np.testing.assert_allclose(rows["mean"], curve.mean(axis=0))
+            np.testing.assert_allclose(rows["std"], curve.std(axis=0), atol=1e-12)
+
+
+def test_rwc_csv_without_extra_metrics_reads_as_before(resnet):
+    experiment, _, _ = resnet
+    assert experiment.metrics == spec.RWC_METRICS
+    assert set(experiment.aggregated["metric"]) == set(spec.RWC_METRICS)
+
+
 @pytest.mark.parametrize(
     "content, problem",
     [
         ("epoch,step,layer,group,rwc\n1,1,a,early,0.1\n", "missing columns: rwc_norm"),
         ("epoch,step,layer,group,rwc,rwc_norm\n1,1,a,early,x,0.1\n", "'rwc' holds non-numbers"),
+        ("epoch,step,layer,group,rwc,rwc_norm,rotation\n1,1,a,early,0.1,0.1,x\n",
+         "'rotation' holds non-numbers"),
         ("epoch,step,layer,group,rwc,rwc_norm\n", "no rows"),
         ("", "cannot parse"),
         ('epoch,step,layer,group,rwc,rwc_norm\n1,1,"a,early,0.1,0.1\n', "cannot parse"),
@@ -455,7 +487,7 @@ def test_resnet_figure(resnet, metric):
     for ax, groups in zip(figure.axes, spec.architecture("resnet18").panels):
         assert ax.get_title() == " vs ".join(groups)
         assert ax.get_xlabel() == "epoch"
-        assert ax.get_ylabel() == f"{metric} = {spec.RWC_FORMULAS[metric]}"
+        assert ax.get_ylabel() == f"{metric} = {spec.METRIC_FORMULAS[metric]}"
         members = [(i, name, g) for i, (name, g) in enumerate(layers) if g in groups]
         assert len(ax.lines) == len(members) == 4
         assert len(ax.collections) == 4  # one band per layer
@@ -560,7 +592,7 @@ def test_report_files(resnet):
         judgements = verdicts.judge_all(experiment, {experiment.key: experiment}, metric, 0.1)
         table = write.claims_table(judgements)
         assert table.splitlines()[0] == header and len(table.splitlines()) == 2 + 8
-        assert f"### {metric}: {spec.RWC_FORMULAS[metric]}" in text
+        assert f"### {metric}: {spec.METRIC_FORMULAS[metric]}" in text
         assert table in text
     assert "| block2 < block3 (block1 < block2 < block3; block4 about equal to block3) | " \
            "last half (4-6) |" in text
@@ -570,6 +602,26 @@ def test_report_files(resnet):
     assert "\n## Layer clusters\n" in text and "\n## Settling points\n" in text
     top1 = np.array([accuracy_curve(s)[-1] for s in range(3)]) * 100
     assert f"| ResNet-18 | CIFAR-10 | 3 | {top1.mean():.2f}% ± {top1.std():.2f} | 91.0% |" in text
+
+
+def test_report_draws_every_metric_and_judges_only_rwc(tmp_path):
+    experiment_dir = make_experiment(tmp_path, "vgg19bn", "cifar10", VGG_LEVELS,
+                                     extra_metrics=("update_ratio", "dist_init"))[0]
+    experiment = load_experiment(experiment_dir)
+    written = [os.path.basename(p) for p in
+               write.write_report(experiment, {experiment.key: experiment}, 0.1)]
+    drawn = [spec.LAYERS_PNG.format(metric=m) for m in experiment.metrics]
+    assert drawn == ["rwc_layers.png", "rwc_norm_layers.png", "update_ratio_layers.png",
+                     "dist_init_layers.png"]
+    assert written[2:6] == drawn
+    text = open(os.path.join(experiment_dir, "report.md")).read()
+    assert "measures: rwc, rwc_norm, update_ratio, dist_init." in text
+    assert text.count("| claim | window | seed means | verdict | per seed |") == 2
+    assert "### update_ratio" not in text and "](dist_init_layers.png)" in text
+    figure = figures.rwc_figure(experiment, "dist_init")
+    assert figure.axes[0].get_ylabel() == "dist_init = Σ|w − w0| / Σ|w0|"
+    aggregated = pd.read_csv(os.path.join(experiment_dir, spec.AGGREGATED_CSV))
+    assert list(aggregated["metric"].unique()) == list(experiment.metrics)
 
 
 def test_accuracy_row_without_metrics(tmp_path):

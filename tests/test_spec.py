@@ -88,9 +88,11 @@ def test_a_folder_name_that_is_no_experiment_is_a_clear_error():
             spec.parse_experiment_folder(name)
 
 
-def test_every_metric_has_a_formula():
-    assert tuple(spec.RWC_FORMULAS) == spec.RWC_METRICS
+def test_every_metric_has_a_formula_and_a_column():
+    assert tuple(spec.METRIC_FORMULAS) == spec.METRICS
+    assert set(spec.RWC_METRICS) | set(spec.INITIAL_METRICS) <= set(spec.METRICS)
     assert set(spec.RWC_METRICS) <= set(spec.RWC_COLUMNS)
+    assert spec.rwc_columns(spec.METRICS)[4:-2] == spec.METRICS
 
 
 def test_claims_name_known_architectures_datasets_and_groups():

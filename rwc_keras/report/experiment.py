@@ -4,6 +4,10 @@ An experiment folder is ``<logdir>/<arch>_<dataset>/`` with one run folder ``see
 per seed, each holding ``rwc.csv`` (written by `RWCCallback`) and, from the training driver,
 ``history.csv`` and ``metrics.json`` (file names and columns: ``rwc_keras.spec``).
 
+The curves are those of ``rwc`` and ``rwc_norm``, which every rwc.csv has, and of each other
+measure of ``spec.METRICS`` with a column in some run's rwc.csv (``RWCCallback(metrics=...)``;
+a run without the column counts as a seed without a value).
+
 Statistics over seeds:
 
 * std is the population std (ddof=0), so 0 for a single seed. NaN values (a tensor whose
@@ -45,6 +49,7 @@ class Experiment:
         seeds: the run folders' seeds as written in their names, e.g. ``["0", "42"]``.
         epochs: the last epoch in any run's rwc.csv.
         x: ``"epoch"`` or ``"step"``, the curves' x axis.
+        metrics: the measures with curves, in the order of ``spec.METRICS``.
         layers: ``(layer, group)`` pairs in the CSV's order.
         groups: the group names in the CSV's order (no empty name).
         aggregated: the long-format table written to ``rwc_aggregated.csv``, columns
@@ -61,6 +66,7 @@ class Experiment:
     seeds: list
     epochs: int
     x: str
+    metrics: tuple
     layers: list
     groups: list
     aggregated: pd.DataFrame
@@ -80,7 +86,8 @@ class Experiment:
 
 
 def _read_csv(path, columns, numeric):
-    """Reads a CSV that must have ``columns`` and rows, with numbers in the ``numeric`` ones.
+    """Reads a CSV that must have ``columns`` and rows, with numbers in those of the
+    ``numeric`` columns it has.
 
     Raises:
         ExperimentError: the file is missing, unparsable, lacks a column or has no rows.
@@ -97,7 +104,7 @@ def _read_csv(path, columns, numeric):
         raise ExperimentError(path, f"missing columns: {', '.join(missing)}")
     if frame.empty:
         raise ExperimentError(path, "no rows")
-    for column in numeric:
+    for column in (c for c in numeric if c in frame.columns):
         try:
             frame[column] = pd.to_numeric(frame[column])
         except (ValueError, TypeError):
@@ -105,11 +112,16 @@ def _read_csv(path, columns, numeric):
     return frame
 
 
+def metrics_of(rwc):
+    """The measures of ``spec.METRICS`` with a column in ``rwc`` (rwc.csv rows)."""
+    return tuple(metric for metric in spec.METRICS if metric in rwc.columns)
+
+
 def _read_rwc(run_dir):
     path = os.path.join(run_dir, spec.RWC_CSV)
     position = ("epoch", "step")
     frame = _read_csv(path, (*position, "layer", "group", *spec.RWC_METRICS),
-                      (*position, *spec.RWC_METRICS))
+                      (*position, *spec.METRICS))
     if frame[[*position, "layer"]].isna().any().any():
         raise ExperimentError(path, "empty cells in column epoch, step or layer")
     # RWCCallback writes an empty group for ungrouped layers; pandas reads it as NaN.
@@ -167,7 +179,7 @@ def over_seeds(values, keys):
 
 
 def aggregate(rwc):
-    """Both RWC definitions per seed and group, and their statistics over seeds.
+    """Every measure (`metrics_of`) per seed and group, and its statistics over seeds.
 
     Args:
         rwc: all runs' rwc.csv rows, with a ``seed`` column.
@@ -181,7 +193,7 @@ def aggregate(rwc):
     # Per step the epoch stays along (it is a function of the step) for the claims' windows.
     position = ["epoch", "step"] if per_step else ["epoch"]
     values = rwc.melt(id_vars=["seed", "layer", "group", *position],
-                      value_vars=list(spec.RWC_METRICS), var_name="metric")
+                      value_vars=list(metrics_of(rwc)), var_name="metric")
     grouped = values[values["group"] != ""]
     per_seed = grouped.groupby(["seed", "group", "metric", *position], sort=False)["value"]
     seed_groups = per_seed.mean().reset_index()
@@ -235,7 +247,7 @@ def load_experiment(path):
     layers = list(dict.fromkeys(zip(rwc["layer"], rwc["group"])))
     return Experiment(
         path=path, arch=arch, dataset=dataset, seeds=seeds, epochs=int(rwc["epoch"].max()),
-        x=x, layers=layers, groups=[g for g in dict.fromkeys(g for _, g in layers) if g],
+        x=x, metrics=metrics_of(rwc), layers=layers, groups=[g for g in dict.fromkeys(g for _, g in layers) if g],
         aggregated=aggregated, seed_groups=seed_groups,
         history=pd.concat(histories, ignore_index=True) if histories else None,
         test_top1=[m["test_top1"] for m in metrics if "test_top1" in m],

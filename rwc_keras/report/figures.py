@@ -1,4 +1,5 @@
-"""The report's figures: per-layer RWC curves in the paper's arrangement, and test accuracy.
+"""The report's figures: per-layer curves of each measure in the paper's arrangement, and
+test accuracy.
 
 Every curve is the mean over seeds with a shaded band: plus/minus one standard deviation from
 `MIN_SEEDS_FOR_STD` seeds on, the range from the lowest to the highest seed below that (a
@@ -53,7 +54,7 @@ def rwc_figure(experiment, metric, settling=None):
 
     Args:
         experiment: an `Experiment`.
-        metric: one of ``rwc_keras.spec.RWC_METRICS``.
+        metric: one of ``experiment.metrics``.
         settling: optional settling points (`rwc_keras.report.layer_dynamics.settle_experiment`)
             of this metric: a marker on each layer's curve where it settles.
 
@@ -95,7 +96,7 @@ def rwc_figure(experiment, metric, settling=None):
         if len(positive) and positive.max() > dynamics.LOG_SCALE_SPAN * positive.min():
             ax.set_yscale("log")
         ax.set_xlabel("epoch" if experiment.x == "epoch" else "optimizer step")
-        ax.set_ylabel(f"{metric} = {spec.RWC_FORMULAS[metric]}")
+        ax.set_ylabel(f"{metric} = {spec.METRIC_FORMULAS[metric]}")
         ax.legend()
     markers = ""
     if settling is not None:

@@ -1,14 +1,15 @@
 """Writes an experiment's report files into its folder: the aggregated CSV, figures, report.md.
 
 File names come from ``rwc_keras.spec``: ``rwc_aggregated.csv`` (statistics over seeds per
-layer and group, see `rwc_keras.report.experiment`), ``rwc_layers.png`` and
-``rwc_norm_layers.png`` (`rwc_keras.report.figures.rwc_figure`, the latter with the layers'
-settling points), ``accuracy.png``, the layer clusters' ``clusters.png``,
-``clusters_pca.png`` and ``clusters_k.png`` (`rwc_keras.dynamics`; none when the layers
-cannot be clustered) and ``report.md``: the final test accuracy beside the paper's, the
-paper's claims judged on the seed means and per seed for both RWC definitions
-(`rwc_keras.report.verdicts`), the layer clusters and the settling points
-(`rwc_keras.report.layer_dynamics`).
+layer, group and measure, see `rwc_keras.report.experiment`), ``<metric>_layers.png`` per
+measure the runs recorded: ``rwc_layers.png``, ``rwc_norm_layers.png`` and those of
+``RWCCallback(metrics=...)``'s other measures (`rwc_keras.report.figures.rwc_figure`,
+``rwc_norm``'s with the layers' settling points), ``accuracy.png``, the layer clusters'
+``clusters.png``, ``clusters_pca.png`` and ``clusters_k.png`` (`rwc_keras.dynamics`; none
+when the layers cannot be clustered) and ``report.md``: the final test accuracy beside the
+paper's, the paper's claims judged on the seed means and per seed for both RWC definitions
+(`rwc_keras.report.verdicts`; never on the other measures), the layer clusters and the
+settling points (`rwc_keras.report.layer_dynamics`).
 
 Example:
     experiment = load_experiment("runs/alexnet_fashion_mnist")
@@ -165,7 +166,8 @@ def settling_section(experiment, settling, figure_name):
 def _summary(experiment):
     measured = "per epoch" if experiment.x == "epoch" else "per optimizer step"
     return (f"Seeds {', '.join(experiment.seeds)} ({len(experiment.seeds)}), "
-            f"{figures.count(experiment.epochs, 'epoch')}, RWC measured {measured}. "
+            f"{figures.count(experiment.epochs, 'epoch')}, RWC measured {measured}; "
+            f"measures: {', '.join(experiment.metrics)}. "
             f"Curves per layer and group: [{spec.AGGREGATED_CSV}]({spec.AGGREGATED_CSV}) "
             "(mean, std with ddof=0, min and max over seeds).")
 
@@ -211,7 +213,7 @@ def write_report(experiment, experiments, tolerance, clusters=None):
     settling = layer_dynamics.settle_experiment(experiment)
     experiment.aggregated.to_csv(path(spec.AGGREGATED_CSV), index=False)
     pictures = []
-    for metric in spec.RWC_METRICS:
+    for metric in experiment.metrics:
         name = spec.LAYERS_PNG.format(metric=metric)
         markers = settling if metric == layer_dynamics.SETTLING_METRIC else None
         figures.rwc_figure(experiment, metric, markers).savefig(path(name), dpi=120)
@@ -228,7 +230,7 @@ def write_report(experiment, experiments, tolerance, clusters=None):
     for metric in spec.RWC_METRICS:
         note = " (the paper's figures)" if metric == "rwc" else ""
         judgements = verdicts.judge_all(experiment, experiments, metric, tolerance)
-        claim_sections += [f"### {metric}: {spec.RWC_FORMULAS[metric]}{note}",
+        claim_sections += [f"### {metric}: {spec.METRIC_FORMULAS[metric]}{note}",
                            claims_table(judgements)]
     sections = [
         f"# RWC report: {experiment.title}",
