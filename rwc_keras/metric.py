@@ -128,15 +128,16 @@ class _Terms:
     def ratio_sums(self):
         """``[sum of |change| / |prev| where prev != 0, the number of such elements]``."""
         # Plain division puts inf or NaN where prev == 0, so a finite sum proves that prev
-        # has no zero: only a tensor with zeros pays for counting them and for dividing
-        # again without them (sign(|prev|) is 1 or 0, so its row sums are exact).
+        # has no zero: only a tensor with zeros (or NaN weights) pays for counting them and
+        # for dividing again without them. A NaN weight is not a zero: it counts as nonzero,
+        # so a diverged tensor gives NaN values and an exact (integer) zero count.
         ratio_sum = _total(self.abs_change / self.abs_prev)
         size = ops.cast(ops.size(self.prev), "float64")
         return ops.cond(
             ops.isfinite(ratio_sum),
             lambda: ops.stack([ratio_sum, size]),
             lambda: ops.stack([_total(ops.divide_no_nan(self.abs_change, self.abs_prev)),
-                               _total(ops.sign(self.abs_prev))]))
+                               _total(ops.cast(ops.not_equal(self.prev, 0), self.dtype))]))
 
     @functools.cached_property
     def to_initial(self):

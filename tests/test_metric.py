@@ -68,6 +68,14 @@ def test_zeros_are_left_out_of_the_mean():
         np.testing.assert_allclose(got[name], want[name], rtol=1e-5, err_msg=name)
 
 
+def test_diverged_weights_give_nan_values_and_an_integer_zero_count():
+    prev = np.array([[np.nan, 1.0, 0.0], [2.0, np.inf, 3.0]], np.float32)
+    curr = np.full_like(prev, np.nan)
+    rwc_value, norm_value, zeros = (float(x) for x in rwc_stats(prev, curr))
+    assert np.isnan(rwc_value) and np.isnan(norm_value)
+    assert zeros == 1  # NaN and inf are not zeros: a training run that diverged can log them
+
+
 def test_all_zero_prev_gives_nan_not_inf():
     prev = np.zeros((4, 5), np.float32)
     curr = np.ones((4, 5), np.float32)
