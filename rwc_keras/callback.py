@@ -91,6 +91,10 @@ class RWCCallback(keras.callbacks.Callback):
         append: append to an existing ``rwc.csv`` in ``log_dir`` instead of refusing.
         verbose: 1 prints where the files go once; 0 is silent.
 
+    Attributes:
+        last_measurement: the rows of the latest measurement, as dicts from the columns of
+            ``rwc.csv`` to their values (what `rwc_keras.RWCFreezing` reads); None before it.
+
     Example:
         ```python
         model.fit(x, y, epochs=10, callbacks=[rwc_keras.RWCCallback()])
@@ -139,6 +143,7 @@ class RWCCallback(keras.callbacks.Callback):
         self._epoch = 0
         self._epoch_start_step = 0
         self._last_step_value = 0
+        self.last_measurement = None
 
     # -- selection -------------------------------------------------------------------------
 
@@ -319,6 +324,7 @@ class RWCCallback(keras.callbacks.Callback):
         rows = [[epoch, step, layer, group, float(rwc), float(rwc_norm), int(zeros), size]
                 for (layer, group, size), (rwc, rwc_norm, zeros) in zip(self._meta, values)]
         append_csv(self._csv_path, rows)
+        self.last_measurement = [dict(zip(spec.RWC_COLUMNS, row)) for row in rows]
         self._last_step.assign(step)
         self._last_step_value = step
 
