@@ -7,6 +7,8 @@ import functools
 import json
 import math
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -618,3 +620,15 @@ def test_the_report_compares_the_modes(tmp_path):
            "n/a (0/2 seeds) |" in text
     assert "- rwc, seed 0: early@2 (20), middle@3 (30)" in text
     assert "FreezeOut also replaces the paper's constant learning rate" in text
+
+
+def test_the_report_imports_no_tensorflow(tmp_path):
+    code = ("import sys, rwc_keras.freezing_report; "
+            "sys.exit('tensorflow' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+    result = subprocess.run([sys.executable, "-m", "rwc_keras.freezing_report", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (f"rwc_keras.freezing_report: {tmp_path} holds no complete "
+                                     "run (no seed_*/metrics.json below it)")
+
