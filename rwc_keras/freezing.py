@@ -15,17 +15,14 @@ so far. Unit g freezes when all of these hold:
 Several units can freeze at one measurement; the train step is rebuilt once for them.
 
 Defaults, for RWC measured once per epoch (`RWCCallback`'s and the driver's default):
-``threshold=0.5``, ``patience=2``, ``smoothing=0.5``, ``warmup=0.1``. A layer's per-epoch
+``threshold=0.5``, ``patience=2``, ``smoothing=0.5``, ``warmup=0.1``: a group freezes once its
+weights have moved at less than half their peak speed for two epochs. A layer's per-epoch
 ``rwc_norm`` is largest in the first epoch (measured from the initialisation) and falls to a
-plateau; on the reference runs (AlexNet, Fashion-MNIST, 5 seeds, docs/freezing.md) the
-smoothed value of the early group falls below half its peak in epoch 3 and of the middle and
-later groups in epochs 5 to 6, which the defaults turn into early frozen after epoch 4 and
-middle/later after epoch 6 or later: a unit freezes once its weights move at half their
-peak speed for two epochs running, and the groups freeze one after the other. Measured every
-N steps instead, the first windows' values (the initial transient) set a peak that every
-later window stays far below (ResNet-18 and VGG-19-BN: below 5% within 50 steps), so the
-defaults would freeze every unit right after the warm-up: use a far lower ``threshold``
-there (docs/freezing.md).
+plateau at 0.1 to 0.5 of it; on the AlexNet reference runs the defaults freeze the early group
+after epoch 4 or 5 and the middle and later groups an epoch or more after it. Measured every
+N steps, the first windows (the initial transient) set a peak that later windows stay far
+below, so the defaults would freeze every group right after the warm-up: use a threshold of a
+few percent there. docs/freezing.md has the figures.
 """
 
 import math

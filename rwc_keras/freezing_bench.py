@@ -7,8 +7,10 @@ the same loop and optimizer as a run) and times training epochs of ``--steps`` s
 row: the median time per step over ``--repeats`` epochs (after an untimed one that traces),
 its min and max, its ratio to the unfrozen step, and the analytic share of a step's
 multiply-adds the frozen groups skip (`rwc_keras.freezer.saved_macs`): what the timing
-should approach when the convolutions dominate. The rounds alternate unfrozen and frozen
-models so that the machine's drift shows in both.
+should approach when the convolutions dominate. It also gives the process's CPU time per
+step (all threads), which other programs sharing the machine disturb far less than the wall
+clock. Each round times every model once, starting
+with a different one each time, so that the machine's drift shows in every row alike.
 
 Example:
   python -m rwc_keras.freezing_bench --archs=alexnet --steps=10 --repeats=3
@@ -69,35 +71,42 @@ def step_seconds(arch, batch_size, steps, repeats, batchnorm):
     """Per number of frozen leading groups: the seconds per step of each timed epoch.
 
     Returns:
-        ``(units, {frozen: [seconds per step, ...]})`` with ``units`` the model's
-        `rwc_keras.freezer.LayerUnit`s (paper groups).
+        ``(units, wall, cpu)``: the model's `rwc_keras.freezer.LayerUnit`s (paper groups),
+        and ``{frozen: [seconds per step, ...]}`` of wall-clock and of process CPU time.
     """
     # One trainer per prefix, built up front, so that the timed rounds can alternate.
     trainer, callbacks, units = _trainer(arch, batch_size, steps, 0, batchnorm)
     trainers = {0: (trainer, callbacks)}
     for frozen in range(1, len(units)):
         trainers[frozen] = _trainer(arch, batch_size, steps, frozen, batchnorm)[:2]
-    times = {frozen: [] for frozen in trainers}
+    wall = {frozen: [] for frozen in trainers}
+    cpu = {frozen: [] for frozen in trainers}
     for repeat in range(repeats):
-        for frozen, (trainer, callbacks) in trainers.items():
-            start = time.perf_counter()
+        # Each round starts with another model, so that no row always runs first.
+        order = list(trainers)[repeat % len(trainers):] + list(trainers)[:repeat % len(trainers)]
+        for frozen in order:
+            trainer, callbacks = trainers[frozen]
+            start, start_cpu = time.perf_counter(), time.process_time()
             trainer.train_epoch(repeat + 1, callbacks)
-            times[frozen].append((time.perf_counter() - start) / steps)
-    return units, times
+            wall[frozen].append((time.perf_counter() - start) / steps)
+            cpu[frozen].append((time.process_time() - start_cpu) / steps)
+    return units, wall, cpu
 
 
-def table(arch, units, times):
+def table(arch, units, wall, cpu):
     """The markdown table of one architecture's rows."""
-    base = statistics.median(times[0])
+    base, base_cpu = statistics.median(wall[0]), statistics.median(cpu[0])
     lines = [f"### {spec.architecture(arch).title}", "",
              "| frozen groups | ms/step (median) | min | max | ratio to unfrozen | "
-             "MACs skipped |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    for frozen, values in times.items():
-        median = statistics.median(values)
+             "CPU ms/step | CPU ratio | MACs skipped |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for frozen, values in wall.items():
+        median, median_cpu = statistics.median(values), statistics.median(cpu[frozen])
         names = ", ".join(unit.name for unit in units[:frozen]) or "none"
         share = saved_macs(units, frozen) / training_macs(units)
         lines.append(f"| {names} | {1000 * median:.1f} | {1000 * min(values):.1f} | "
-                     f"{1000 * max(values):.1f} | {median / base:.3f} | {share:.1%} |")
+                     f"{1000 * max(values):.1f} | {median / base:.3f} | "
+                     f"{1000 * median_cpu:.1f} | {median_cpu / base_cpu:.3f} | {share:.1%} |")
     return "\n".join(lines)
 
 
@@ -105,9 +114,9 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
     for arch in FLAGS.archs:
-        units, times = step_seconds(arch, FLAGS.batch_size, FLAGS.steps, FLAGS.repeats,
-                                    FLAGS.batchnorm)
-        print(table(arch, units, times) + "\n", flush=True)
+        units, wall, cpu = step_seconds(arch, FLAGS.batch_size, FLAGS.steps, FLAGS.repeats,
+                                        FLAGS.batchnorm)
+        print(table(arch, units, wall, cpu) + "\n", flush=True)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from rwc_keras import FreezeOut, FreezeOutSchedule, FreezeOutSGD, ResumeCallback
 from rwc_keras import RWCFreezing, spec
 from rwc_keras.data import Datasets
 from rwc_keras.freezeout import freezeout_times
+from rwc_keras.freezing_bench import step_seconds, table
 from rwc_keras.freezer import freeze_unit, layer_units, saved_macs, training_macs
 from rwc_keras.freezing import leading_run, smooth
 from rwc_keras.freezing_report import write_report
@@ -631,4 +632,14 @@ def test_the_report_imports_no_tensorflow(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip() == (f"rwc_keras.freezing_report: {tmp_path} holds no complete "
                                      "run (no seed_*/metrics.json below it)")
+
+
+def test_the_bench_times_every_prefix_of_groups():
+    units, wall, cpu = step_seconds("alexnet", batch_size=8, steps=1, repeats=2,
+                                    batchnorm="batch")
+    for times in (wall, cpu):
+        assert sorted(times) == [0, 1, 2, 3] and all(len(v) == 2 for v in times.values())
+    lines = table("alexnet", units, wall, cpu).splitlines()
+    assert lines[4].startswith("| none |") and lines[4].endswith("| 1.000 | 0.0% |")
+    assert lines[-1].startswith("| early, middle, later |") and lines[-1].endswith("| 58.2% |")
 
