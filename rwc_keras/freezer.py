@@ -157,9 +157,10 @@ def layer_units(model, groups=None):
 
 def training_macs(units):
     """Multiply-adds per example of one training step without freezing: forward, weight
-    gradients, and input gradients of every kernel layer but the first (NaN if unknown)."""
+    gradients, and input gradients of every kernel layer but the first (NaN if unknown:
+    a subclassed model, or kernels only inside nested models)."""
     macs = [m for unit in units for m in unit.macs]
-    if None in macs:
+    if not macs or None in macs:
         return math.nan
     return 3 * sum(macs) - macs[0]
 
@@ -175,9 +176,9 @@ def saved_macs(units, frozen):
     """
     below = [m for unit in units[:frozen] for m in unit.macs]
     above = [m for unit in units[frozen:] for m in unit.macs]
-    if not below:
+    if not frozen:
         return 0
-    if None in below or None in above[:1]:
+    if not below or None in below or None in above[:1]:
         return math.nan
     return 2 * sum(below) - below[0] + (above[0] if above else 0)
 

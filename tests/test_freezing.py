@@ -7,8 +7,11 @@ import functools
 import json
 import math
 import os
+import random
+import signal
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -31,7 +34,7 @@ from rwc_keras.rundir import RunDir
 from rwc_keras.train import RunConfig, Trainer, run
 
 from .helpers import driver
-from .test_resume import StopAt, event_steps
+from .test_resume import StopAt, backup_epoch, event_steps
 
 EXAMPLES, BATCH = 32, 8  # 4 steps per epoch
 NAN = math.nan
@@ -389,6 +392,42 @@ def test_a_resumed_run_freezes_the_same_units_at_the_same_steps(crash_epoch, tmp
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
     tags = event_steps(str(tmp_path / "crashed"))
     assert tags["freezing/conv1"] == [6]
+
+
+def freezing_script(log_dir):
+    return [sys.executable, "-m", "tests.freezing_fit_script", str(log_dir)]
+
+
+def freezing_script_env():
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_fit_script_then_rerun_freezes_the_same_units_at_the_same_step(tmp_path):
+    whole = subprocess.run(freezing_script(tmp_path / "whole"), capture_output=True, text=True,
+                           timeout=300, env=freezing_script_env())
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(freezing_script(killed), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env=freezing_script_env())
+    deadline = time.monotonic() + 300
+    while (backup_epoch(killed) or 0) < 2:
+        assert time.monotonic() < deadline and process.poll() is None, "no checkpoint"
+        time.sleep(0.02)
+    time.sleep(random.uniform(0.0, 0.1))  # inside epoch 3, before the freeze at its end
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    resumed = subprocess.run(freezing_script(killed), capture_output=True, text=True,
+                             timeout=300, env=freezing_script_env())
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "ResumeCallback: resuming after epoch" in resumed.stdout
+    assert "RWCFreezing: froze conv1 (conv1) at epoch 3, step 24" in resumed.stdout
+    expected = pd.read_csv(tmp_path / "whole" / spec.FREEZING_CSV)
+    assert expected[["epoch", "step", "group"]].values.tolist() == [
+        [3, 24, "conv1"], [3, 24, "conv2"]]
+    # The smoothed values and peaks too: the peaks come from before the kill.
+    pd.testing.assert_frame_equal(pd.read_csv(killed / spec.FREEZING_CSV), expected)
+    assert event_steps(str(killed)) == event_steps(str(tmp_path / "whole"))
 
 
 # -- FreezeOut ------------------------------------------------------------------------------
