@@ -1,6 +1,7 @@
 """rwc_keras: layer-wise Relative Weight Change (RWC) for Keras 3 / TensorFlow training.
 
     from rwc_keras import RWCCallback, ResumeCallback, rwc, rwc_norm
+    from rwc_keras import RWCFreezing, FreezeOut, FreezeOutSchedule, FreezeOutSGD
 """
 
 import importlib
@@ -10,6 +11,10 @@ import importlib
 _EXPORTS = {
     "RWCCallback": "rwc_keras.callback",
     "ResumeCallback": "rwc_keras.resume",
+    "RWCFreezing": "rwc_keras.freezing",
+    "FreezeOut": "rwc_keras.freezeout",
+    "FreezeOutSchedule": "rwc_keras.freezeout",
+    "FreezeOutSGD": "rwc_keras.freezeout",
     "rwc": "rwc_keras.metric",
     "rwc_norm": "rwc_keras.metric",
     "rwc_stats": "rwc_keras.metric",

@@ -102,6 +102,10 @@ class RWCCallback(keras.callbacks.Callback):
             instead of refusing.
         verbose: 1 prints where the files go once; 0 is silent.
 
+    Attributes:
+        last_measurement: the rows of the latest measurement, as dicts from the columns of
+            ``rwc.csv`` to their values (what `rwc_keras.RWCFreezing` reads); None before it.
+
     Example:
         ```python
         model.fit(x, y, epochs=10, callbacks=[rwc_keras.RWCCallback()])
@@ -157,6 +161,7 @@ class RWCCallback(keras.callbacks.Callback):
         self._epoch = 0
         self._epoch_start_step = 0
         self._last_step_value = 0
+        self.last_measurement = None
 
     # -- selection -------------------------------------------------------------------------
 
@@ -362,6 +367,8 @@ class RWCCallback(keras.callbacks.Callback):
         rows = [[epoch, step, layer, group, *map(float, row[:-1]), int(row[-1]), size]
                 for (layer, group, size), row in zip(self._meta, values)]
         append_csv(self._csv_path, rows)
+        columns = spec.rwc_columns(self.metrics)
+        self.last_measurement = [dict(zip(columns, row)) for row in rows]
         self._last_step.assign(step)
         self._last_step_value = step
 

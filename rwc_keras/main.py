@@ -25,7 +25,10 @@ STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 RUN_FLAGS = ("arch", "dataset", "epochs", "seeds", "batch_size", "lr", "momentum",
              "weight_decay", "strategy", "logdir", "data_dir", "normalize", "shuffle", "rwc_every",
              "max_train_examples", "max_test_examples", "jit_compile", "mixed_precision",
-             "deterministic", "cpu_devices")
+             "deterministic", "cpu_devices", "freeze", "freeze_bn")
+# Run flags that flags.cfg lists only when they differ from their default, so that the runs
+# made before they existed still match their flagfile.
+OPTIONAL_RUN_FLAGS = ("freeze", "freeze_bn")
 
 
 def _is_int(text):
@@ -80,6 +83,16 @@ def define_flags():
     flags.DEFINE_integer("cpu_devices", 1,
                          "Split the CPU into N logical devices, to run MirroredStrategy "
                          "without GPUs (testing).", lower_bound=1)
+    flags.DEFINE_enum("freeze", "none", spec.FREEZE_MODES,
+                      "Layer freezing: none; rwc: freeze the leading layer groups whose "
+                      "smoothed RWC has fallen off its peak (rwc_keras.RWCFreezing, default "
+                      "rule); freezeout: FreezeOut's schedule, which also replaces the "
+                      "constant learning rate with per-layer cosine annealing "
+                      "(rwc_keras.FreezeOut).")
+    flags.DEFINE_enum("freeze_bn", "batch", spec.FREEZE_BATCHNORM,
+                      "How frozen BatchNormalization layers normalise: batch: with the "
+                      "batch's statistics, as before they froze; inference: with their moving "
+                      "statistics (Keras's trainable=False).")
     flags.DEFINE_bool("report", True,
                       "After the last seed, write the report (figures, report.md, "
                       "rwc_aggregated.csv) into the experiment folder; --noreport skips it.")
@@ -92,6 +105,11 @@ def define_flags():
         message="--rwc_every must be 'epoch' or a positive number of steps")
     flags.register_validator(
         "lr", lambda v: v is None or v > 0, message="--lr must be a positive number")
+    # Freezing is decided by the chief's callbacks, which other hosts do not run.
+    flags.register_multi_flags_validator(
+        ["freeze", "strategy"],
+        lambda f: f["freeze"] == "none" or f["strategy"] != "multi_worker",
+        message="--freeze runs on one host: it cannot be combined with --strategy=multi_worker")
     # XLA refuses deterministic mode for the models' MaxPool gradients (checked with TF 2.21).
     flags.register_multi_flags_validator(
         ["jit_compile", "deterministic"],
@@ -158,6 +176,8 @@ def seed_flagfile(config):
     for name in RUN_FLAGS:
         if name in resolved:
             lines.append(f"--{name}={resolved[name]}")
+        elif name in OPTIONAL_RUN_FLAGS and FLAGS[name].value == FLAGS[name].default:
+            continue
         elif FLAGS[name].value is not None:
             lines.append(FLAGS[name].serialize())
     return "\n".join(lines) + "\n"
@@ -201,7 +221,8 @@ def train_experiment():
             arch=arch, dataset=dataset, seed=seed, epochs=FLAGS.epochs,
             batch_size=FLAGS.batch_size, lr=lr, momentum=FLAGS.momentum,
             weight_decay=weight_decay, rwc_every=FLAGS.rwc_every,
-            jit_compile=FLAGS.jit_compile, mixed_precision=FLAGS.mixed_precision)
+            jit_compile=FLAGS.jit_compile, mixed_precision=FLAGS.mixed_precision,
+            freeze=FLAGS.freeze, freeze_bn=FLAGS.freeze_bn)
         datasets = make_datasets(dataset, FLAGS.batch_size, seed, data_dir=FLAGS.data_dir,
                                  max_train_examples=FLAGS.max_train_examples,
                                  max_test_examples=FLAGS.max_test_examples,

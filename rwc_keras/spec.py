@@ -352,3 +352,28 @@ def accuracy_tag(split, metric):
 # The splits and metrics the driver logs per epoch (history.csv and TensorBoard).
 SPLITS = ("train", "test")
 EPOCH_METRICS = ("loss", "top1", "top5")
+
+
+# -- layer freezing (rwc_keras.freezing, rwc_keras.freezeout) ------------------------------
+
+# ``--freeze``: no freezing, the RWC rule (`RWCFreezing`) or FreezeOut's schedule.
+FREEZE_MODES = ("none", "rwc", "freezeout")
+# How a frozen BatchNormalization layer normalises: with the batch's statistics as before it
+# froze (its scale and offset fixed, its moving statistics still updated), or in inference
+# mode with its moving statistics, which is what Keras's ``trainable = False`` means.
+FREEZE_BATCHNORM = ("batch", "inference")
+# Written by a freezing callback, per run: one row per frozen layer group. ``smoothed`` and
+# ``peak`` are the RWC rule's (empty for FreezeOut). ``saved_macs``: multiply-adds per
+# example that every training step skips from then on (all groups frozen so far);
+# ``train_macs``: those of a step without freezing (the same in every row).
+FREEZING_CSV = "freezing.csv"
+FREEZING_COLUMNS = ("epoch", "step", "group", "layers", "smoothed", "peak", "saved_macs",
+                    "train_macs")
+# Written by `python -m rwc_keras.freezing_report`, into the folder it compares.
+FREEZING_REPORT_MD = "freezing_report.md"
+FREEZING_PNG = "freezing.png"
+
+
+def freezing_tag(group):
+    """TensorBoard tag of the marker a freezing callback writes when ``group`` freezes."""
+    return f"freezing/{group}"

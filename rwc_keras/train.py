@@ -5,8 +5,10 @@ section 6), so every strategy goes through the same small distributed loop here:
 ``strategy.run`` of a ``tf.GradientTape`` step, the Keras optimizer's ``apply_gradients``
 (which all-reduces the gradients), and Keras callbacks driven through
 ``keras.callbacks.CallbackList`` as ``model.fit`` drives them: `RWCCallback`,
-`HistoryLogger`, the progress bar and `ResumeCallback`, which makes a killed run resume
-exactly. The same flags give the same files on one CPU, several GPUs or several hosts.
+`HistoryLogger`, the progress bar, a freezing callback (``--freeze``: `RWCFreezing` or
+`FreezeOut`, which rebuild the train step through `Trainer.rebuild_step`) and
+`ResumeCallback`, which makes a killed run resume exactly. The same flags give the same
+files on one CPU, several GPUs or several hosts.
 Users' own models keep using ``model.fit(callbacks=[RWCCallback()])``.
 """
 
@@ -20,6 +22,8 @@ from absl import logging
 
 from rwc_keras import spec
 from rwc_keras.callback import RWCCallback
+from rwc_keras.freezeout import FreezeOut, FreezeOutSchedule, FreezeOutSGD
+from rwc_keras.freezing import RWCFreezing
 from rwc_keras.history import HistoryLogger
 from rwc_keras.models import build_model
 from rwc_keras.optimizer import TorchSGD
@@ -50,6 +54,8 @@ class RunConfig:
     rwc_every: str = "epoch"
     jit_compile: bool = False
     mixed_precision: bool = False
+    freeze: str = "none"
+    freeze_bn: str = "batch"
 
     @property
     def rwc_update_freq(self):
@@ -93,12 +99,19 @@ class Trainer:
 
     Args:
         config: the run's `RunConfig`.
-        strategy: any `tf.distribute.Strategy`.
+        strategy: any `tf.distribute.Strategy`; with ``config.freeze`` other than ``"none"``
+            one of a single host (freezing is decided by the chief's callbacks alone).
         datasets: the `rwc_keras.data.Datasets` of the run (train(epoch) and test()).
         sync_every: steps between two reads of the device in `train_epoch`.
     """
 
     def __init__(self, config, strategy, datasets, sync_every=SYNC_EVERY_STEPS):
+        if config.freeze not in spec.FREEZE_MODES:
+            raise ValueError(f"freeze must be one of {', '.join(spec.FREEZE_MODES)}, "
+                             f"got {config.freeze!r}")
+        if config.freeze != "none" and isinstance(
+                strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            raise ValueError("layer freezing runs on one host: the chief alone decides it")
         self.config = config
         self.sync_every = sync_every
         self.epoch_seconds = []
@@ -111,7 +124,15 @@ class Trainer:
         try:
             with strategy.scope():
                 self.model = build_model(config.arch, (32, 32, info.channels), info.num_classes)
-                self.optimizer = TorchSGD(config.lr, config.momentum, config.weight_decay)
+                # FreezeOut's optimizer needs its schedule; the RWC rule's freezes need none.
+                self.freezeout_schedule = None
+                if config.freeze == "freezeout":
+                    self.freezeout_schedule = FreezeOutSchedule(
+                        self.model, config.epochs * datasets.steps_per_epoch)
+                    self.optimizer = FreezeOutSGD(self.freezeout_schedule, config.lr,
+                                                  config.momentum, config.weight_decay)
+                else:
+                    self.optimizer = TorchSGD(config.lr, config.momentum, config.weight_decay)
                 self.optimizer.build(self.model.trainable_variables)
                 self.model.compile(optimizer=self.optimizer)
         finally:
@@ -120,9 +141,15 @@ class Trainer:
             keras.mixed_precision.set_global_policy("float32")
         self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
         self.steps_per_epoch = datasets.steps_per_epoch
-        self._train_step = tf.function(self._distributed_train_step)
         self._test_step = tf.function(self._distributed_test_step)
-        self._gradients = tf.function(self._replica_gradients, jit_compile=config.jit_compile)
+        self.rebuild_step()
+
+    def rebuild_step(self):
+        """Makes a new train step, traced at its first call for the model's trainable
+        variables as they are then (a freezing callback calls it after a freeze)."""
+        self._train_step = tf.function(self._distributed_train_step)
+        self._gradients = tf.function(self._replica_gradients,
+                                      jit_compile=self.config.jit_compile)
 
     def _distribute(self, dataset):
         options = tf.data.Options()
@@ -131,11 +158,15 @@ class Trainer:
         return self.strategy.experimental_distribute_dataset(dataset.with_options(options))
 
     def _replica_gradients(self, images, labels):
-        with tf.GradientTape() as tape:
+        trainable = self.model.trainable_variables
+        # Only the trainable variables are watched: the forward pass of frozen leading
+        # layers is not even recorded, so their backward pass does not exist.
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch([variable.value for variable in trainable])
             logits = self.model(images, training=True)
             per_example = self.loss_fn(labels, logits)
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.config.batch_size)
-        grads = tape.gradient(loss, self.model.trainable_variables)
+        grads = tape.gradient(loss, trainable)
         return grads, batch_stats(labels, logits, per_example)
 
     def _replica_train_step(self, images, labels):
@@ -242,6 +273,17 @@ class Trainer:
             self.steps_per_epoch * config.batch_size / logs["seconds"])
 
 
+def freezing_callbacks(config, trainer, rwc):
+    """The run's freezing callback for ``config.freeze`` (none for ``"none"``), writing
+    beside ``rwc`` and rebuilding ``trainer``'s step."""
+    if config.freeze == "rwc":
+        return [RWCFreezing(rwc, batchnorm=config.freeze_bn, rebuild=trainer.rebuild_step)]
+    if config.freeze == "freezeout":
+        return [FreezeOut(trainer.freezeout_schedule, batchnorm=config.freeze_bn, rwc=rwc,
+                          rebuild=trainer.rebuild_step)]
+    return []
+
+
 def run(config, strategy, datasets, run_dir):
     """Trains one seed into ``run_dir`` (a claimed `RunDir`), resuming where it stopped.
 
@@ -255,7 +297,7 @@ def run(config, strategy, datasets, run_dir):
     if run_dir.is_chief:
         rwc = RWCCallback(run_dir.path, update_freq=config.rwc_update_freq)
         history = HistoryLogger(run_dir.path, spec.architecture(config.arch).groups, rwc)
-        callbacks = [rwc, history]
+        callbacks = [rwc, history] + freezing_callbacks(config, trainer, rwc)
     # Kept at the end: RunDir.finish deletes it after metrics.json, so that a kill between
     # the two cannot restart a finished run from scratch.
     resume = ResumeCallback(run_dir.file(spec.CHECKPOINT_DIR), callbacks,
@@ -265,6 +307,7 @@ def run(config, strategy, datasets, run_dir):
     images = trainer.steps_per_epoch * config.batch_size * len(trainer.epoch_seconds)
     metrics = dict(
         arch=config.arch, dataset=config.dataset, seed=config.seed, epochs=config.epochs,
+        steps_per_epoch=trainer.steps_per_epoch, freeze=config.freeze,
         test_top1=logs.get("test_top1"), test_top5=logs.get("test_top5"),
         test_loss=logs.get("test_loss"), wall_seconds=time.perf_counter() - start,
         # 0 when the restored checkpoint was the last epoch's: nothing was left to train.
