@@ -682,3 +682,14 @@ def test_the_bench_times_every_prefix_of_groups():
     assert lines[4].startswith("| none |") and lines[4].endswith("| 1.000 | 0.0% |")
     assert lines[-1].startswith("| early, middle, later |") and lines[-1].endswith("| 58.2% |")
 
+
+
+def test_last_measurement_is_keyed_by_the_callbacks_own_columns(tmp_path):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="dense")])
+    model.compile(optimizer="sgd", loss="mse")
+    rwc = RWCCallback(str(tmp_path), metrics=("update_ratio", "weight_norm"), verbose=0)
+    model.fit(np.ones((8, 3)), np.zeros((8, 2)), epochs=1, verbose=0, callbacks=[rwc])
+    (row,) = rwc.last_measurement
+    written = rwc.to_dataframe().iloc[-1]
+    for column in ("rwc", "rwc_norm", "update_ratio", "weight_norm", "zeros", "size"):
+        assert row[column] == pytest.approx(written[column]), column
