@@ -25,10 +25,10 @@ STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 RUN_FLAGS = ("arch", "dataset", "epochs", "seeds", "batch_size", "lr", "momentum",
              "weight_decay", "strategy", "logdir", "data_dir", "normalize", "shuffle", "rwc_every",
              "max_train_examples", "max_test_examples", "jit_compile", "mixed_precision",
-             "deterministic", "cpu_devices", "freeze", "freeze_bn")
+             "deterministic", "cpu_devices", "freeze", "freeze_bn", "rwc_metrics")
 # Run flags that flags.cfg lists only when they differ from their default, so that the runs
 # made before they existed still match their flagfile.
-OPTIONAL_RUN_FLAGS = ("freeze", "freeze_bn")
+OPTIONAL_RUN_FLAGS = ("freeze", "freeze_bn", "rwc_metrics")
 
 
 def _is_int(text):
@@ -93,6 +93,10 @@ def define_flags():
                       "How frozen BatchNormalization layers normalise: batch: with the "
                       "batch's statistics, as before they froze; inference: with their moving "
                       "statistics (Keras's trainable=False).")
+    flags.DEFINE_list("rwc_metrics", list(spec.RWC_METRICS),
+                      "What RWCCallback records per layer: rwc and rwc_norm always, plus any "
+                      f"of {', '.join(m for m in spec.METRICS if m not in spec.RWC_METRICS)} "
+                      "(README, the callback's metrics).")
     flags.DEFINE_bool("report", True,
                       "After the last seed, write the report (figures, report.md, "
                       "rwc_aggregated.csv) into the experiment folder; --noreport skips it.")
@@ -105,6 +109,9 @@ def define_flags():
         message="--rwc_every must be 'epoch' or a positive number of steps")
     flags.register_validator(
         "lr", lambda v: v is None or v > 0, message="--lr must be a positive number")
+    flags.register_validator(
+        "rwc_metrics", lambda names: bool(names) and set(names) <= set(spec.METRICS),
+        message=f"--rwc_metrics must be a comma-separated list of {','.join(spec.METRICS)}")
     # Freezing is decided by the chief's callbacks, which other hosts do not run.
     flags.register_multi_flags_validator(
         ["freeze", "strategy"],
@@ -222,7 +229,8 @@ def train_experiment():
             batch_size=FLAGS.batch_size, lr=lr, momentum=FLAGS.momentum,
             weight_decay=weight_decay, rwc_every=FLAGS.rwc_every,
             jit_compile=FLAGS.jit_compile, mixed_precision=FLAGS.mixed_precision,
-            freeze=FLAGS.freeze, freeze_bn=FLAGS.freeze_bn)
+            freeze=FLAGS.freeze, freeze_bn=FLAGS.freeze_bn,
+            rwc_metrics=spec.check_metrics([*spec.RWC_METRICS, *FLAGS.rwc_metrics]))
         datasets = make_datasets(dataset, FLAGS.batch_size, seed, data_dir=FLAGS.data_dir,
                                  max_train_examples=FLAGS.max_train_examples,
                                  max_test_examples=FLAGS.max_test_examples,

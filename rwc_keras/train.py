@@ -56,6 +56,7 @@ class RunConfig:
     mixed_precision: bool = False
     freeze: str = "none"
     freeze_bn: str = "batch"
+    rwc_metrics: tuple = spec.RWC_METRICS
 
     @property
     def rwc_update_freq(self):
@@ -295,7 +296,8 @@ def run(config, strategy, datasets, run_dir):
     # restores the checkpoint.
     callbacks = []
     if run_dir.is_chief:
-        rwc = RWCCallback(run_dir.path, update_freq=config.rwc_update_freq)
+        rwc = RWCCallback(run_dir.path, update_freq=config.rwc_update_freq,
+                          metrics=config.rwc_metrics)
         history = HistoryLogger(run_dir.path, spec.architecture(config.arch).groups, rwc)
         callbacks = [rwc, history] + freezing_callbacks(config, trainer, rwc)
     # Kept at the end: RunDir.finish deletes it after metrics.json, so that a kill between

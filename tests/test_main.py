@@ -143,6 +143,7 @@ def test_multi_worker_on_loopback_chief_alone_writes(mnist_dir, tmp_path):
     ("--rwc_every=0", ["rwc_every", "epoch"]),
     ("--rwc_every=sometimes", ["rwc_every", "epoch"]),
     ("--jit_compile --deterministic", ["--jit_compile", "--deterministic"]),
+    ("--rwc_metrics=rwc,spin", ["rwc_metrics", "spin", "rotation"]),
 ])
 def test_bad_flag_fails_fast_with_one_message(flag, words, tmp_path):
     args = ["--arch=alexnet", f"--logdir={tmp_path / 'runs'}", *flag.split()]
@@ -227,3 +228,17 @@ def test_a_report_failure_says_the_runs_are_complete(mnist_dir, tmp_path):
     assert line == [f"rwc_keras.main: error: the runs are complete, but the report failed: "
                     f"{broken / 'rwc.csv'}: missing columns: step, group, rwc, rwc_norm "
                     "(retry with python -m rwc_keras.report)"]
+
+
+@pytest.mark.slow
+def test_rwc_metrics_reach_the_csv_the_events_and_the_report(mnist_dir, tmp_path):
+    result = tiny_run(mnist_dir, tmp_path, "alexnet", "--rwc_metrics=rotation,update_ratio")
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / "alexnet_mnist" / "seed_3"
+    rwc = pd.read_csv(run_dir / spec.RWC_CSV)
+    assert list(rwc.columns) == list(spec.rwc_columns(
+        ("rwc", "rwc_norm", "update_ratio", "rotation")))
+    assert rwc["rotation"].gt(0).all() and rwc["update_ratio"].gt(0).all()
+    assert any(tag.startswith("rotation/") for tag in tags_in(str(run_dir)))
+    assert "--rwc_metrics=rotation,update_ratio" in (run_dir / spec.FLAGS_CFG).read_text()
+    assert (tmp_path / "alexnet_mnist" / spec.LAYERS_PNG.format(metric="rotation")).exists()
