@@ -6,13 +6,20 @@ PY := $(VENV)/bin/python
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install data run test test-fast
+.PHONY: install install-test data run test test-fast
 
+# The package alone, for running it; the tests also need pytest and the JAX and PyTorch
+# backends (PyTorch's wheels are large: about 3 GB), so only they install those.
 install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[test,backends]'
 	touch $@
 
@@ -30,8 +37,8 @@ data:
 run: install data
 	$(PY) -m rwc_keras.main --arch=alexnet --dataset=fashion_mnist --epochs=3 --seeds=0
 
-test: install data
+test: install-test data
 	$(PY) -m pytest -q
 
-test-fast: install data
+test-fast: install-test data
 	$(PY) -m pytest -q -m "not slow"
