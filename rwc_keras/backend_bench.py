@@ -38,8 +38,6 @@ from rwc_keras import spec
 # Keras backend -> the package it runs on.
 BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 JIT_COMPILE = {"auto": "auto", "true": True, "false": False}
-# The optimizer of a real run (speed does not depend on the values; decay keeps its update path).
-LEARNING_RATE, WEIGHT_DECAY = 0.01, 1e-4
 NUM_CLASSES = 10
 
 
@@ -83,7 +81,7 @@ def train_images_per_second(arch, batch_size, warmup_steps, steps, repeats, jit_
 
     keras.utils.set_random_seed(0)
     model = build_model(arch, (spec.IMAGE_SIZE, spec.IMAGE_SIZE, 3), NUM_CLASSES)
-    model.compile(optimizer=TorchSGD(LEARNING_RATE, spec.MOMENTUM, WEIGHT_DECAY),
+    model.compile(optimizer=TorchSGD(spec.BENCH_LR, spec.MOMENTUM, spec.BENCH_WEIGHT_DECAY),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   jit_compile=jit_compile)
     rng = np.random.default_rng(0)

@@ -83,8 +83,6 @@ def define_flags():
 
 FLAGS = flags.FLAGS
 
-# The optimizer of a real run (speed does not depend on the values; decay keeps its update path).
-LEARNING_RATE, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 1e-4
 # RWC measurements per timed repetition: one takes milliseconds, too short to time alone.
 MEASUREMENT_CALLS = 5
 # The measures timed in the callback's measurement: the RWC alone (its default), with each
@@ -345,8 +343,8 @@ def driver_trainer(arch, datasets, settings, strategy):
     """The driver's `Trainer` for ``arch`` on ``datasets`` under ``strategy``, with an
     empty callback list to drive ``train_epoch``."""
     config = RunConfig(arch=arch, dataset="cifar10", seed=0, epochs=1,
-                       batch_size=settings.batch_size, lr=LEARNING_RATE, momentum=MOMENTUM,
-                       weight_decay=WEIGHT_DECAY, jit_compile=settings.jit_compile,
+                       batch_size=settings.batch_size, lr=spec.BENCH_LR, momentum=spec.MOMENTUM,
+                       weight_decay=spec.BENCH_WEIGHT_DECAY, jit_compile=settings.jit_compile,
                        mixed_precision=settings.mixed_precision)
     trainer = Trainer(config, strategy, datasets)
     return trainer, keras.callbacks.CallbackList([], model=trainer.model)
@@ -420,7 +418,7 @@ def compiled_model(arch, settings):
     keras.mixed_precision.set_global_policy(
         "mixed_bfloat16" if settings.mixed_precision else "float32")
     model = build_model(arch, (32, 32, 3), 10)
-    model.compile(optimizer=TorchSGD(LEARNING_RATE, MOMENTUM, WEIGHT_DECAY),
+    model.compile(optimizer=TorchSGD(spec.BENCH_LR, spec.MOMENTUM, spec.BENCH_WEIGHT_DECAY),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   jit_compile=settings.jit_compile)
     return model

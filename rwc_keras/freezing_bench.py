@@ -31,8 +31,6 @@ from rwc_keras.train import RunConfig, Trainer
 
 FLAGS = flags.FLAGS
 
-# The optimizer of a real run (speed does not depend on the values).
-LEARNING_RATE, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 1e-4
 
 
 def define_flags():
@@ -56,7 +54,8 @@ def _trainer(arch, batch_size, steps, frozen, batchnorm):
     datasets = Datasets(DATASETS["cifar10"], (images, labels),
                         (images[:batch_size], labels[:batch_size]), batch_size, seed=0)
     config = RunConfig(arch=arch, dataset="cifar10", seed=0, epochs=1, batch_size=batch_size,
-                       lr=LEARNING_RATE, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+                       lr=spec.BENCH_LR, momentum=spec.MOMENTUM,
+                       weight_decay=spec.BENCH_WEIGHT_DECAY)
     trainer = Trainer(config, tf.distribute.get_strategy(), datasets)
     units = layer_units(trainer.model, trainer.model.rwc_groups)
     for unit in units[:frozen]:

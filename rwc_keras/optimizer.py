@@ -1,4 +1,5 @@
-"""SGD with momentum and PyTorch's coupled weight decay (the paper's optimizer, SPEC 3)."""
+"""SGD with momentum and PyTorch's coupled weight decay: the paper's optimizer
+(docs/paper_facts.md, section 3)."""
 
 import keras
 from keras import ops

@@ -98,6 +98,10 @@ EPOCHS = 150
 BATCH_SIZE = 128
 MOMENTUM = 0.9
 
+# The benches' optimizer (rwc_keras.bench, backend_bench, freezing_bench): a real run's
+# update path, weight decay included; speed does not depend on the values.
+BENCH_LR, BENCH_WEIGHT_DECAY = 0.01, 1e-4
+
 
 # -- datasets -----------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from rwc_keras import ResumeCallback, RWCCallback, spec
 from rwc_keras.spec import RWC_COLUMNS as CSV_COLUMNS
 
 from .helpers import reference_metrics
+from .keras_helpers import data, functional
 
 
 class WeightRecorder(keras.callbacks.Callback):
@@ -46,14 +47,6 @@ def sequential():
     )
 
 
-def functional():
-    inputs = keras.Input((8, 8, 2))
-    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
-    x = keras.layers.BatchNormalization(name="bn")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, keras.layers.Dense(5, name="dense")(x))
-
-
 class Subclassed(keras.Model):
     def __init__(self):
         super().__init__()
@@ -69,13 +62,6 @@ def subclassed():
     model = Subclassed()
     model(np.zeros((1, 8, 8, 2), np.float32))
     return model
-
-
-def data(n=64):
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(n, 8, 8, 2)).astype(np.float32)
-    y = rng.integers(0, 5, size=(n,))
-    return x, y
 
 
 def train(build, tmp_path, update_freq, strategy=None, epochs=3, metrics=spec.RWC_METRICS):

@@ -13,7 +13,7 @@ from rwc_keras import diff, spec
 from rwc_keras.diff import DiffError, compare_files
 from rwc_keras.models import build_model
 
-from .test_metric import reference_metrics
+from .helpers import reference_metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -34,7 +34,7 @@ from rwc_keras.rundir import RunDir
 from rwc_keras.train import RunConfig, Trainer, run
 
 from .helpers import driver
-from .test_resume import StopAt, backup_epoch, event_steps
+from .keras_helpers import StopAt, backup_epoch, event_steps
 
 EXAMPLES, BATCH = 32, 8  # 4 steps per epoch
 NAN = math.nan

@@ -1,6 +1,5 @@
 """Kills, resumes, determinism, divergence, bad input and concurrent runs of the driver."""
 
-import glob
 import json
 import os
 import random
@@ -14,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from .helpers import driver, write_mnist_like
+from .keras_helpers import event_steps
 
 TRACKED_ALEXNET = 8
 
@@ -58,16 +58,6 @@ def checkpoint_epoch(folder):
             path, "epoch/.ATTRIBUTES/VARIABLE_VALUE"))
     except tf.errors.NotFoundError:  # replaced by the next epoch's while we looked
         return None
-
-
-def event_steps(folder):
-    """tag -> the steps of its TensorBoard events in the folder, in file order."""
-    steps = {}
-    for path in sorted(glob.glob(os.path.join(folder, "events.out.tfevents.*"))):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                steps.setdefault(value.tag, []).append(event.step)
-    return steps
 
 
 def one_line_error(result):

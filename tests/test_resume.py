@@ -1,6 +1,5 @@
 """ResumeCallback: exact resume of a user's own model.fit (SIGKILL included), its rules."""
 
-import glob
 import os
 import random
 import signal
@@ -16,27 +15,7 @@ import tensorflow as tf
 
 from rwc_keras import ResumeCallback, RWCCallback
 
-from .test_callback import data, functional
-
-
-def event_steps(folder):
-    """tag -> the steps of its TensorBoard events in the folder, in file order."""
-    steps = {}
-    for path in sorted(glob.glob(os.path.join(folder, "events.out.tfevents.*"))):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                steps.setdefault(value.tag, []).append(event.step)
-    return steps
-
-
-def backup_epoch(log_dir):
-    """Epochs done by the script's latest checkpoint; None before the first one."""
-    path = tf.train.latest_checkpoint(os.path.join(log_dir, "backup"))
-    try:
-        return None if path is None else int(tf.train.load_variable(
-            path, "epoch/.ATTRIBUTES/VARIABLE_VALUE"))
-    except tf.errors.NotFoundError:  # replaced by the next epoch's while we looked
-        return None
+from .keras_helpers import StopAt, backup_epoch, data, event_steps, functional
 
 
 def script(log_dir, update_freq):
@@ -90,22 +69,6 @@ def test_sigkill_of_a_model_fit_script_then_rerun_resumes_exactly(
     assert "ResumeCallback: resuming after epoch" in result.stdout
     assert_same_record(tmp_path, uninterrupted[update_freq])
     assert not (tmp_path / "backup").exists()
-
-
-class StopAt(keras.callbacks.Callback):
-    """Raises before one batch of one epoch (0-based), as a crash would."""
-
-    def __init__(self, epoch, batch=0):
-        super().__init__()
-        self.epoch, self.batch = epoch, batch
-        self._current_epoch = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._current_epoch = epoch
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if (self._current_epoch, batch) == (self.epoch, self.batch):
-            raise RuntimeError("stopped")
 
 
 def fit(model, log_dir, *extra, epochs=4):
