@@ -150,7 +150,7 @@ class RWCCallback(keras.callbacks.Callback):
         # Only for the measures comparing with w0: its copy and its norms, computed once.
         self._initials = None
         self._initial_norms = None
-        self._last_step = None  # a variable, so that a checkpoint holds it
+        self._last_step = None  # TensorFlow: a variable, so that a checkpoint holds it
         self._measure_fn = None
         # Opened once per callback (the first on_epoch_begin): where it writes.
         self._csv_path = None
@@ -221,11 +221,11 @@ class RWCCallback(keras.callbacks.Callback):
         else:
             self._measure_fn = _compiled(self._stats_and_copies)
             self._sync_weights()
-            values = [v.value for v in self._tracked]
-            self._snapshots = _compiled(_copies)(values)
+            copies = _compiled(_copies)
+            self._snapshots = copies([v.value for v in self._tracked])
             if spec.needs_initial(self.metrics):
-                self._initials = _compiled(_copies)(values)
-                self._initial_norms = [_compiled(initial_norms)(w0) for w0 in self._initials]
+                self._initials = copies(self._snapshots)
+                self._initial_norms = _compiled(_norms_of)(self._initials)
         self._summarise_fn = None
         self._state_model = self.model
 
@@ -476,6 +476,10 @@ class RWCCallback(keras.callbacks.Callback):
 
 def _copies(tensors):
     return [ops.copy(tensor) for tensor in tensors]
+
+
+def _norms_of(initials):
+    return [initial_norms(initial) for initial in initials]
 
 
 def _compiled(fn):
