@@ -93,7 +93,8 @@ def check_against_recomputation(callback, recorder):
                                      recorder.by_step[step][row.layer],
                                      recorder.by_step[points[0]][row.layer])
             for metric in callback.metrics:
-                assert getattr(row, metric) == pytest.approx(want[metric], rel=1e-5), metric
+                assert getattr(row, metric) == pytest.approx(want[metric], rel=1e-5,
+                                                              nan_ok=True), metric
             assert row.zeros == want["zeros"]
     return frame
 
@@ -146,3 +147,26 @@ def test_under_data_parallel_on_two_devices(tmp_path):
     for variable in callback.tracked_variables:
         assert len(variable.value.sharding.device_set) == CPU_DEVICES
     check_against_recomputation(callback, recorder)
+
+
+def test_zero_weights_are_left_out_and_an_all_zero_kernel_gives_nan(tmp_path):
+    model = model_with_fixed_weights()
+    kernel, bias, head, head_bias = model.get_weights()
+    kernel.flat[:5] = 0  # some zeros: left out of rwc, counted in zeros
+    model.set_weights([kernel, bias, np.zeros_like(head), head_bias])
+    callback = RWCCallback(log_dir=str(tmp_path), verbose=0)
+    recorder = WeightRecorder()
+    x, y = data()
+    model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0,
+              callbacks=[recorder, callback])
+    frame = check_against_recomputation(callback, recorder).set_index("layer")
+    assert frame.loc["conv/kernel", "zeros"] == 5
+    assert np.isnan(frame.loc["head/kernel", "rwc"])
+    assert frame.loc["head/kernel", "zeros"] == frame.loc["head/kernel", "size"]
+
+
+@pytest.mark.skipif(BACKEND == "tensorflow", reason="ResumeCallback runs on TensorFlow")
+def test_resume_state_is_refused_off_tensorflow(tmp_path):
+    callback, _ = fit(tmp_path, epochs=1)
+    with pytest.raises(ValueError, match=f"TensorFlow backend only, not {BACKEND}"):
+        callback.checkpoint_state()
