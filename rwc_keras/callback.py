@@ -6,8 +6,10 @@ import os
 import re
 
 import keras
+import numpy as np
 import pandas as pd
 import tensorflow as tf
+from keras import ops
 
 from rwc_keras import spec
 from rwc_keras.metric import initial_norms, layer_stats
@@ -50,10 +52,13 @@ class RWCCallback(keras.callbacks.Callback):
     (see `rwc_keras.metric`): ``update_ratio`` (``||curr - prev|| / ||prev||``),
     ``dist_init`` (``sum|curr - w0| / sum|w0|``), ``rotation`` (``1 - cos(curr, w0)``) and
     ``weight_norm`` (``||curr||``), where w0 are the weights at the first train begin. The
-    work runs in the TensorFlow graph against snapshot variables kept on the weights'
-    device; per measurement only one scalar per measure and tensor (and the zero count) go
+    work runs compiled on the weights' device against snapshots kept there (a
+    ``tf.function`` on TensorFlow, ``jax.jit`` on JAX, eager under ``torch.no_grad`` on
+    PyTorch); per measurement only one scalar per measure and tensor (and the zero count) go
     to the host, and between measurements the callback reads nothing from the device. Works
-    unchanged for models created under `tf.distribute.MirroredStrategy`.
+    unchanged for models created under `tf.distribute.MirroredStrategy` (TensorFlow) or
+    `keras.distribution.DataParallel` (JAX). The CSV and the TensorBoard tags are the same
+    on every backend; resuming with `ResumeCallback` is TensorFlow-only.
 
     Memory: one copy of every tracked tensor (the snapshot), and a second one (w0) only
     when ``metrics`` holds ``dist_init`` or ``rotation``.
@@ -149,7 +154,7 @@ class RWCCallback(keras.callbacks.Callback):
         # Only for the measures comparing with w0: its copy and its norms, computed once.
         self._initials = None
         self._initial_norms = None
-        self._last_step = None  # a variable, so that a checkpoint holds it
+        self._last_step = None  # TensorFlow: a variable, so that a checkpoint holds it
         self._measure_fn = None
         # Opened once per callback (the first on_epoch_begin): where it writes.
         self._csv_path = None
@@ -215,25 +220,43 @@ class RWCCallback(keras.callbacks.Callback):
         for v in self._tracked:
             layer = self._layer_name(v)
             self._meta.append((layer, self._group_of(layer), int(math.prod(v.shape))))
+        self._last_step_value = int(self.model.optimizer.iterations.numpy())
+        if keras.backend.backend() == "tensorflow":
+            self._build_tensorflow_state()
+        else:
+            self._measure_fn = _compiled(self._stats_and_copies)
+            self._sync_weights()
+            copies = _compiled(_copies)
+            self._snapshots = copies([v.value for v in self._tracked])
+            if spec.needs_initial(self.metrics):
+                self._initials = copies(self._snapshots)
+                self._initial_norms = _compiled(_norms_of)(self._initials)
+        self._summarise_fn = None
+        self._state_model = self.model
+
+    def _build_tensorflow_state(self):
         # A plain variable beside the primary copy of each weight: under MirroredStrategy
         # the measurement reads the primary replica only, so no cross-device traffic.
         self._snapshots = [self._copy(v.value) for v in self._tracked]
         if spec.needs_initial(self.metrics):
             self._initials = [self._copy(v.value) for v in self._tracked]
             self._initial_norms = [self._copy(initial_norms(w0)) for w0 in self._initials]
-        self._last_step_value = int(self.model.optimizer.iterations.numpy())
         with tf.device("/cpu:0"):
             self._last_step = tf.Variable(self._last_step_value, dtype=tf.int64,
                                           trainable=False)
         self._measure_fn = tf.function(self._measure_and_advance)
-        self._summarise_fn = None
-        self._state_model = self.model
 
     @staticmethod
     def _copy(value):
         """A variable holding ``value`` beside it, on its device."""
         with tf.device(value.device):
             return tf.Variable(tf.identity(value), trainable=False)
+
+    def _sync_weights(self):
+        """On JAX, puts the trainer's latest weights back into the model's variables (fit
+        does it only at epoch ends); a no-op on the other backends."""
+        if hasattr(self.model, "jax_state_sync"):
+            self.model.jax_state_sync()
 
     def checkpoint_state(self):
         """The variables a `ResumeCallback` saves for this callback: the snapshots, the
@@ -244,6 +267,9 @@ class RWCCallback(keras.callbacks.Callback):
             ValueError: called before this callback's ``on_train_begin`` set them up, i.e.
                 the `ResumeCallback` is listed before it in ``callbacks``.
         """
+        if keras.backend.backend() != "tensorflow":
+            raise ValueError("ResumeCallback checkpoints with tf.train.Checkpoint: TensorFlow "
+                             f"backend only, not {keras.backend.backend()}")
         if not self._training:
             raise ValueError(
                 "RWCCallback has not set up its snapshots yet: it does so in on_train_begin, "
@@ -312,26 +338,35 @@ class RWCCallback(keras.callbacks.Callback):
 
     # -- measurement -----------------------------------------------------------------------
 
-    def _measure_and_advance(self):
-        """In-graph: the measures of every tracked tensor against its snapshot (and w0),
-        then snapshot <- now."""
-        results = []
-        for index, (variable, snapshot) in enumerate(zip(self._tracked, self._snapshots)):
-            current = variable.value.read_value()
-            initial, norms = None, None
-            if self._initials is not None:
-                initial = self._initials[index].read_value()
-                norms = self._initial_norms[index].read_value()
-            results.append(layer_stats(snapshot.read_value(), current, initial, self.metrics,
-                                       norms))
-            snapshot.assign(current)
-        return tf.stack(results)
+    def _stats(self, snapshots, currents, initials, norms):
+        """The measures of every tracked tensor, stacked: (tensors, measures + 1)."""
+        initials = initials or [None] * len(currents)
+        norms = norms or [None] * len(currents)
+        return ops.stack([layer_stats(*tensors, self.metrics, norm) for *tensors, norm
+                          in zip(snapshots, currents, initials, norms)])
 
-    def _measure_and_summarise(self, epoch):
-        """In-graph: the measurement, the optimizer step and every TensorBoard scalar."""
-        step = tf.cast(self.model.optimizer.iterations.value, tf.int64)
-        values = self._measure_and_advance()
-        with self._writer.as_default(step=epoch if self.update_freq == "epoch" else step):
+    def _stats_and_copies(self, snapshots, currents, initials, norms):
+        """A pure function for JAX and PyTorch: the measures and the next snapshots."""
+        return self._stats(snapshots, currents, initials, norms), _copies(currents)
+
+    def _measure_and_advance(self):
+        """TensorFlow, in-graph: the measures of every tracked tensor against its snapshot
+        (and w0), then snapshot <- now."""
+        currents = [variable.value.read_value() for variable in self._tracked]
+        initials, norms = None, None
+        if self._initials is not None:
+            initials = [initial.read_value() for initial in self._initials]
+            norms = [norm.read_value() for norm in self._initial_norms]
+        values = self._stats([s.read_value() for s in self._snapshots], currents, initials,
+                             norms)
+        for snapshot, current in zip(self._snapshots, currents):
+            snapshot.assign(current)
+        return values
+
+    def _summarise(self, values, tensorboard_step):
+        """Every TensorBoard scalar of one measurement: in-graph on TensorFlow, eagerly
+        from the host's values on the other backends."""
+        with self._writer.as_default(step=tensorboard_step):
             members = {}
             for index, (layer, group, _) in enumerate(self._meta):
                 for column, metric in enumerate(self.metrics):
@@ -346,7 +381,21 @@ class RWCCallback(keras.callbacks.Callback):
                     # The mean of no finite value is NaN, as in the CSV's all-zero rule.
                     tf.summary.scalar(spec.group_mean_tag(metric, group),
                                       tf.reduce_mean(finite))
+
+    def _measure_and_summarise(self, epoch):
+        """TensorFlow, in-graph: the measurement, the optimizer step and every scalar."""
+        step = tf.cast(self.model.optimizer.iterations.value, tf.int64)
+        values = self._measure_and_advance()
+        self._summarise(values, epoch if self.update_freq == "epoch" else step)
         return values, step
+
+    def _advance(self):
+        """JAX and PyTorch: the measures on the host (float64), the snapshots moved on."""
+        self._sync_weights()
+        values, self._snapshots = self._measure_fn(
+            self._snapshots, [v.value for v in self._tracked], self._initials,
+            self._initial_norms)
+        return ops.convert_to_numpy(values).astype(np.float64)
 
     def measure(self):
         """Measures now, moves the snapshots on, and returns the values without writing.
@@ -356,20 +405,28 @@ class RWCCallback(keras.callbacks.Callback):
             each tensor of ``tracked_variables`` since the last measurement, then its
             ``zeros``.
         """
-        return self._measure_fn().numpy()
+        if keras.backend.backend() == "tensorflow":
+            return self._measure_fn().numpy()
+        return self._advance()
 
     def _record(self, epoch):
-        if self._summarise_fn is None:
-            self._summarise_fn = tf.function(self._measure_and_summarise)
-        values, step = self._summarise_fn(tf.constant(epoch, tf.int64))
-        values, step = values.numpy(), int(step)
+        if keras.backend.backend() == "tensorflow":
+            if self._summarise_fn is None:
+                self._summarise_fn = tf.function(self._measure_and_summarise)
+            values, step = self._summarise_fn(tf.constant(epoch, tf.int64))
+            values, step = values.numpy(), int(step)
+            self._last_step.assign(step)
+        else:
+            values = self._advance()
+            step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
+            self._summarise(tf.constant(values),
+                            epoch if self.update_freq == "epoch" else step)
         self._writer.flush()
         rows = [[epoch, step, layer, group, *map(float, row[:-1]), int(row[-1]), size]
                 for (layer, group, size), row in zip(self._meta, values)]
         append_csv(self._csv_path, rows)
         columns = spec.rwc_columns(self.metrics)
         self.last_measurement = [dict(zip(columns, row)) for row in rows]
-        self._last_step.assign(step)
         self._last_step_value = step
 
     # -- Keras hooks -----------------------------------------------------------------------
@@ -422,3 +479,35 @@ class RWCCallback(keras.callbacks.Callback):
             # Empty groups stay "" and only the value columns read "nan" as NaN.
             return pd.read_csv(f, keep_default_na=False,
                                na_values={metric: ["nan"] for metric in self.metrics})
+
+
+def _copies(tensors):
+    return [ops.copy(tensor) for tensor in tensors]
+
+
+def _norms_of(initials):
+    return [initial_norms(initial) for initial in initials]
+
+
+def _compiled(fn):
+    """``fn`` of backend tensors, compiled on JAX and PyTorch as the bench found fastest.
+
+    JAX: ``jax.jit``, traced and run with float64 enabled, which the measurement's
+    float64 accumulation needs (`rwc_keras.metric`) and which the model's float32 weights
+    do not notice. PyTorch: eager, without the autograd graph.
+    """
+    if keras.backend.backend() == "jax":
+        import jax  # noqa: PLC0415 (only on this backend)
+
+        jitted = jax.jit(fn)
+
+        def run(*args):
+            with jax.enable_x64(True):
+                return jitted(*args)
+        return run
+    import torch  # noqa: PLC0415 (only on this backend)
+
+    def run_without_grad(*args):
+        with torch.no_grad():
+            return fn(*args)
+    return run_without_grad

@@ -31,9 +31,11 @@ scaled to unit norm, not as ``1 - cos`` literally, which loses every digit when 
 has barely turned; it stays within 1e-5 of float64 down to rotations of 1e-6 (an angle of
 0.08 degrees), even when the tensor shrank by 10% meanwhile.
 
-Backends: the functions use ``keras.ops`` and run inside a ``tf.function`` on TensorFlow.
-The float64 accumulation needs float64 support: on JAX it needs ``jax_enable_x64``
-(otherwise the accumulation silently stays float32); PyTorch has it except on MPS.
+Backends: the functions use ``keras.ops``; `rwc_keras.RWCCallback` runs them inside a
+``tf.function`` on TensorFlow, ``jax.jit`` on JAX and eagerly under ``torch.no_grad`` on
+PyTorch. The float64 accumulation needs float64 support: on JAX, ``jax.enable_x64``
+around the call (the callback does so for its measurement only; without it the
+accumulation silently stays float32); PyTorch has it except on MPS.
 """
 
 import functools
