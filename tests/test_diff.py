@@ -101,6 +101,7 @@ def test_weights_files_alone_use_the_stored_layout(saved):
     assert len(with_1d) == 8
 
 
+@pytest.mark.slow
 def test_groups_of_an_rwc_keras_model_saved_as_keras(tmp_path):
     keras.utils.set_random_seed(1)
     model = build_model("alexnet", (32, 32, 1), 10)
@@ -158,6 +159,7 @@ def run_cli(*args):
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
 
 
+@pytest.mark.slow
 def test_cli_prints_and_writes_csv(saved, tmp_path):
     files, weights = saved
     out = tmp_path / "diff.csv"

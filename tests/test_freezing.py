@@ -370,6 +370,7 @@ def fit_resumable(log_dir, *extra):
     return model, freezing, resume
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("crash_epoch", [1, 2])
 def test_a_resumed_run_freezes_the_same_units_at_the_same_steps(crash_epoch, tmp_path):
     whole, _, _ = fit_resumable(tmp_path / "whole")
@@ -499,6 +500,7 @@ def tiny_datasets(batch, steps):
                     batch, seed=0)
 
 
+@pytest.mark.slow
 def test_the_driver_s_rebuilt_step_asks_no_gradient_of_the_frozen_prefix():
     config = RunConfig(arch="alexnet", dataset="mnist", seed=0, epochs=1, batch_size=8,
                        lr=0.01, momentum=0.9, weight_decay=0.0)
@@ -567,6 +569,7 @@ def test_the_driver_resumes_freezeout_at_the_same_points(crash_in_epoch, tmp_pat
     assert event_steps(str(tmp_path / "crashed"))["freezing/conv3"] == [8]
 
 
+@pytest.mark.slow
 def test_the_driver_freezes_by_rwc_under_mirrored_strategy(tmp_path, monkeypatch):
     # threshold 2: always below, so that the groups freeze at the second measurement.
     monkeypatch.setattr(train, "RWCFreezing", functools.partial(
@@ -662,6 +665,7 @@ def test_the_report_compares_the_modes(tmp_path):
     assert "FreezeOut also replaces the paper's constant learning rate" in text
 
 
+@pytest.mark.slow
 def test_the_report_imports_no_tensorflow(tmp_path):
     code = ("import sys, rwc_keras.freezing_report; "
             "sys.exit('tensorflow' in sys.modules)")
@@ -673,6 +677,7 @@ def test_the_report_imports_no_tensorflow(tmp_path):
                                      "run (no seed_*/metrics.json below it)")
 
 
+@pytest.mark.slow
 def test_the_bench_times_every_prefix_of_groups():
     units, wall, cpu = step_seconds("alexnet", batch_size=8, steps=1, repeats=2,
                                     batchnorm="batch")

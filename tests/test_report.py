@@ -572,6 +572,7 @@ def test_accuracy_figure(resnet):
 # -- the files and the command line --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_report_files(resnet):
     experiment, _, _ = resnet
     written = write.write_report(experiment, {experiment.key: experiment}, 0.1)
@@ -638,6 +639,7 @@ def run_cli(*args):
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_writes_reports_and_prints_claims(tmp_path):
     mnist = make_experiment(tmp_path, "resnet18", "mnist", RESNET_LEVELS, 0.5)[0]
     fmnist = make_experiment(tmp_path, "resnet18", "fashion_mnist", RESNET_LEVELS)[0]
@@ -652,6 +654,7 @@ def test_cli_writes_reports_and_prints_claims(tmp_path):
             assert os.path.exists(os.path.join(experiment_dir, name))
 
 
+@pytest.mark.slow
 def test_cli_errors_are_one_line_and_exit_1(tmp_path):
     good = make_experiment(tmp_path, "alexnet", "cifar10", VGG_LEVELS)[0]
     names = ("missing_dir", "no_seeds", "no_csv", "bad_columns", "bad_values")
@@ -685,6 +688,7 @@ def test_cli_errors_are_one_line_and_exit_1(tmp_path):
     assert f"{good}: AlexNet on CIFAR-10" in result.stdout
 
 
+@pytest.mark.slow
 def test_cli_rejects_a_negative_tolerance(tmp_path):
     good = make_experiment(tmp_path, "alexnet", "cifar10", VGG_LEVELS)[0]
     result = run_cli("--close_tolerance=-0.1", good)

@@ -259,6 +259,7 @@ def run_cli(*args):
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_cluster_options(tmp_path):
     experiment_dir, _ = write_experiment(tmp_path)
     result = run_cli("--cluster=4", "--authors_outliers", "--drop_ends",
@@ -275,6 +276,7 @@ def test_cli_cluster_options(tmp_path):
     ("--cluster=three", "flag --cluster=three: "),
     ("--cluster_metric=rotation", "flag --cluster_metric=rotation: value should be one of"),
 ])
+@pytest.mark.slow
 def test_cli_rejects_bad_cluster_flags_before_any_work(tmp_path, flag, message):
     experiment_dir, _ = write_experiment(tmp_path, epochs=EPOCHS[:2])
     result = run_cli(flag, experiment_dir)
@@ -283,6 +285,7 @@ def test_cli_rejects_bad_cluster_flags_before_any_work(tmp_path, flag, message):
     assert not os.path.exists(os.path.join(experiment_dir, spec.REPORT_MD))
 
 
+@pytest.mark.slow
 def test_cli_k_an_experiment_cannot_have_is_one_line_and_exit_1(tmp_path):
     many = write_experiment(tmp_path / "many")[0]
     one = write_experiment(tmp_path / "one", epochs=EPOCHS[:1])[0]

@@ -50,6 +50,7 @@ def assert_same_record(resumed_dir, uninterrupted_dir):
     assert event_steps(str(resumed_dir)) == event_steps(str(uninterrupted_dir))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("update_freq,kill_after_epochs", [("epoch", 2), ("3", 1)])
 def test_sigkill_of_a_model_fit_script_then_rerun_resumes_exactly(
         update_freq, kill_after_epochs, uninterrupted, tmp_path):

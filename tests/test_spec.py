@@ -20,6 +20,7 @@ def test_the_driver_flags_come_from_the_schema_without_tensorflow():
                                          list(spec.NORMALIZATIONS), False]
 
 
+@pytest.mark.slow
 def test_importing_the_report_does_not_import_tensorflow():
     code = "import sys, rwc_keras.report.__main__; sys.exit('tensorflow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

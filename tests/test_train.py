@@ -39,6 +39,7 @@ def loop_reads(model_trainer, callbacks, epoch):
     return loop.count - pipeline.count, logs
 
 
+@pytest.mark.slow
 def test_the_loop_reads_the_device_once_per_k_steps_and_at_epoch_end():
     every_step, callbacks = trainer(sync_every=1)
     every_step.train_epoch(0, callbacks)  # traces
