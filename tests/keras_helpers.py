@@ -38,9 +38,9 @@ def event_steps(folder):
     return steps
 
 
-def backup_epoch(log_dir):
-    """Epochs done by the script's latest checkpoint; None before the first one."""
-    path = tf.train.latest_checkpoint(os.path.join(log_dir, "backup"))
+def checkpoint_epoch(checkpoint_dir):
+    """Epochs done by the latest ResumeCallback checkpoint in a folder; None before the first."""
+    path = tf.train.latest_checkpoint(checkpoint_dir)
     try:
         return None if path is None else int(tf.train.load_variable(
             path, "epoch/.ATTRIBUTES/VARIABLE_VALUE"))

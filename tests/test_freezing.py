@@ -34,7 +34,7 @@ from rwc_keras.rundir import RunDir
 from rwc_keras.train import RunConfig, Trainer, run
 
 from .helpers import driver
-from .keras_helpers import StopAt, backup_epoch, event_steps
+from .keras_helpers import StopAt, checkpoint_epoch, event_steps
 
 EXAMPLES, BATCH = 32, 8  # 4 steps per epoch
 NAN = math.nan
@@ -412,7 +412,7 @@ def test_sigkill_of_a_fit_script_then_rerun_freezes_the_same_units_at_the_same_s
     process = subprocess.Popen(freezing_script(killed), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, env=freezing_script_env())
     deadline = time.monotonic() + 300
-    while (backup_epoch(killed) or 0) < 2:
+    while (checkpoint_epoch(os.path.join(killed, "backup")) or 0) < 2:
         assert time.monotonic() < deadline and process.poll() is None, "no checkpoint"
         time.sleep(0.02)
     time.sleep(random.uniform(0.0, 0.1))  # inside epoch 3, before the freeze at its end

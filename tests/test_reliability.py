@@ -10,10 +10,11 @@ import time
 
 import pandas as pd
 import pytest
-import tensorflow as tf
+
+from rwc_keras import spec
 
 from .helpers import driver, write_mnist_like
-from .keras_helpers import event_steps
+from .keras_helpers import checkpoint_epoch, event_steps
 
 TRACKED_ALEXNET = 8
 
@@ -48,16 +49,6 @@ def uninterrupted_dir(mnist_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def uninterrupted(uninterrupted_dir):
     return pd.read_csv(os.path.join(uninterrupted_dir, "rwc.csv"))
-
-
-def checkpoint_epoch(folder):
-    """Epochs done by the latest checkpoint of a run folder; None before the first one."""
-    path = tf.train.latest_checkpoint(os.path.join(folder, "checkpoint"))
-    try:
-        return None if path is None else int(tf.train.load_variable(
-            path, "epoch/.ATTRIBUTES/VARIABLE_VALUE"))
-    except tf.errors.NotFoundError:  # replaced by the next epoch's while we looked
-        return None
 
 
 def one_line_error(result):
@@ -100,7 +91,8 @@ def test_sigkill_mid_epoch_then_rerun_resumes_exactly(kill_after_epochs, uninter
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     if kill_after_epochs:
-        wait_for(lambda: (checkpoint_epoch(run_dir(logdir)) or 0) >= kill_after_epochs)
+        checkpoints = os.path.join(run_dir(logdir), spec.CHECKPOINT_DIR)
+        wait_for(lambda: (checkpoint_epoch(checkpoints) or 0) >= kill_after_epochs)
     else:  # inside epoch 1, rows already written: only the train-begin checkpoint exists
         wait_for(lambda: measured_rows(run_dir(logdir)) > 0)
     time.sleep(random.uniform(0.0, 0.4))  # somewhere inside the next epoch

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from rwc_keras import ResumeCallback, RWCCallback
 
-from .keras_helpers import StopAt, backup_epoch, data, event_steps, functional
+from .keras_helpers import StopAt, checkpoint_epoch, data, event_steps, functional
 
 
 def script(log_dir, update_freq):
@@ -58,7 +58,7 @@ def test_sigkill_of_a_model_fit_script_then_rerun_resumes_exactly(
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     deadline = time.monotonic() + 300
-    while (backup_epoch(tmp_path) or 0) < kill_after_epochs:
+    while (checkpoint_epoch(os.path.join(tmp_path, "backup")) or 0) < kill_after_epochs:
         assert time.monotonic() < deadline and process.poll() is None, "no checkpoint"
         time.sleep(0.02)
     time.sleep(random.uniform(0.0, 0.3))  # somewhere inside the next epoch (0.4 s long)
