@@ -15,14 +15,18 @@ so far. Unit g freezes when all of these hold:
 Several units can freeze at one measurement; the train step is rebuilt once for them.
 
 Defaults, for RWC measured once per epoch (`RWCCallback`'s and the driver's default):
-``threshold=0.5``, ``patience=2``, ``smoothing=0.5``, ``warmup=0.1``: a group freezes once its
-weights have moved at less than half their peak speed for two epochs. A layer's per-epoch
+``threshold=0.5``, ``patience=1``, ``smoothing=0.25``, ``warmup=0.1``: a group freezes once
+its smoothed weight change per epoch has fallen below half its peak. A layer's per-epoch
 ``rwc_norm`` is largest in the first epoch (measured from the initialisation) and falls to a
-plateau at 0.1 to 0.5 of it; on the AlexNet reference runs the defaults freeze the early group
-after epoch 4 or 5 and the middle and later groups an epoch or more after it. Measured every
-N steps, the first windows (the initial transient) set a peak that later windows stay far
-below, so the defaults would freeze every group right after the warm-up: use a threshold of a
-few percent there. docs/freezing.md has the figures.
+plateau at 0.1 to 0.5 of it. These values were chosen by replaying the rule on the committed
+AlexNet runs (runs/reference, runs/previous_protocol) before the freezing experiment: there
+they freeze AlexNet's early group after epoch 3 or 4 and its middle and later groups after
+epoch 3 to 5; none at epoch 2, where the first-epoch transient still weighs on the smoothed
+value. An epoch's value averages
+hundreds of steps, so one measurement below is enough (``patience=1``). Measured every N
+steps, the first windows (the initial transient) set a peak that later windows stay far
+below, so these defaults would freeze every group right after the warm-up: use a threshold
+of a few percent and a larger ``patience`` there. docs/freezing.md has the figures.
 """
 
 import math
@@ -112,7 +116,7 @@ class RWCFreezing(Freezer):
         ```
     """
 
-    def __init__(self, rwc, threshold=0.5, patience=2, smoothing=0.5, warmup=0.1,
+    def __init__(self, rwc, threshold=0.5, patience=1, smoothing=0.25, warmup=0.1,
                  metric="rwc_norm", groups=None, batchnorm="batch", log_dir=None, rebuild=None,
                  verbose=1):
         super().__init__(log_dir=log_dir, rwc=rwc, batchnorm=batchnorm, rebuild=rebuild,
