@@ -21,19 +21,17 @@ Example:
 import datetime
 import importlib.metadata
 import importlib.util
-import json
 import os
 import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 
 import numpy as np
 from absl import app, flags
 
-from rwc_keras import spec
+from rwc_keras import backend_process, spec
 
 # Keras backend -> the package it runs on.
 BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
@@ -57,9 +55,7 @@ def define_flags():
     flags.DEFINE_enum("jit_compile", "auto", list(JIT_COMPILE),
                       "model.compile's jit_compile: auto is Keras's default for the backend.")
     flags.DEFINE_string("output", None, "Also write the table as markdown here.")
-    flags.DEFINE_bool("measure_in_process", False,
-                      "Measure the backend this process runs (KERAS_BACKEND) and print one JSON "
-                      "line; the script runs itself so for every backend.")
+    backend_process.define_measure_in_process_flag()
 
 
 FLAGS = flags.FLAGS
@@ -101,29 +97,15 @@ def train_images_per_second(arch, batch_size, warmup_steps, steps, repeats, jit_
                 jit_compile=bool(model.jit_compile), rates=rates)
 
 
-def measure_in_subprocess(backend):
-    """Runs this script with ``KERAS_BACKEND=backend`` and ``--measure_in_process``; its
-    result dict, with the load averages before and after."""
-    command = [sys.executable, "-m", "rwc_keras.backend_bench", "--measure_in_process",
-               f"--arch={FLAGS.arch}", f"--batch_size={FLAGS.batch_size}",
-               f"--warmup_steps={FLAGS.warmup_steps}", f"--steps={FLAGS.steps}",
-               f"--repeats={FLAGS.repeats}", f"--jit_compile={FLAGS.jit_compile}"]
-    load_before = os.getloadavg()[0]
-    result = subprocess.run(command, env=dict(os.environ, KERAS_BACKEND=backend),
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"rwc_keras.backend_bench: error: the {backend} measurement failed:\n"
-                 f"{result.stderr[-3000:]}")
-    measured = json.loads(result.stdout.strip().splitlines()[-1])
-    return dict(measured, load=(load_before, os.getloadavg()[0]))
-
-
 def row(backend):
     """A markdown table row for ``backend``; one saying so when its package is absent."""
     if importlib.util.find_spec(BACKENDS[backend]) is None:
         return f"| {backend} | not installed (pip install -e '.[backends]') | | | | | |"
     print(f"measuring {backend} ...", flush=True)
-    measured = measure_in_subprocess(backend)
+    measured = backend_process.measure_on_backend("rwc_keras.backend_bench", backend, [
+        f"--arch={FLAGS.arch}", f"--batch_size={FLAGS.batch_size}",
+        f"--warmup_steps={FLAGS.warmup_steps}", f"--steps={FLAGS.steps}",
+        f"--repeats={FLAGS.repeats}", f"--jit_compile={FLAGS.jit_compile}"])
     rates = measured["rates"]
     return (f"| {backend} {measured['version']} | {str(measured['jit_compile']).lower()} "
             f"| {statistics.median(rates):.1f} | {min(rates):.1f} | {max(rates):.1f} "
@@ -151,9 +133,9 @@ def main(argv):
     if len(argv) > 1:
         sys.exit(f"rwc_keras.backend_bench: error: unexpected arguments {argv[1:]}")
     if FLAGS.measure_in_process:
-        print(json.dumps(train_images_per_second(
+        backend_process.print_result(train_images_per_second(
             FLAGS.arch, FLAGS.batch_size, FLAGS.warmup_steps, FLAGS.steps, FLAGS.repeats,
-            JIT_COMPILE[FLAGS.jit_compile])))
+            JIT_COMPILE[FLAGS.jit_compile]))
         return
     started = datetime.datetime.now()
     table = report([row(backend) for backend in FLAGS.backends], started)

@@ -13,17 +13,14 @@ Example:
 """
 
 import importlib.util
-import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 
 from absl import app, flags
 
-from rwc_keras import spec
+from rwc_keras import backend_process, spec
 
 BACKENDS = ("tensorflow", "jax", "torch")  # each backend's package has its name
 NUM_CLASSES = 10
@@ -34,9 +31,7 @@ CALLS = 5
 def define_flags():
     flags.DEFINE_integer("repeats", 7, "Timings per backend and measure set (median, min, max).",
                          lower_bound=1)
-    flags.DEFINE_bool("measure_in_process", False,
-                      "Measure the backend this process runs (KERAS_BACKEND) and print one JSON "
-                      "line; the script runs itself so for every backend.")
+    backend_process.define_measure_in_process_flag()
 
 
 FLAGS = flags.FLAGS
@@ -70,24 +65,11 @@ def measurement_milliseconds(repeats):
     return dict(timings, tensors=len(callback.tracked_variables))
 
 
-def measure_in_subprocess(backend):
-    """This script under ``KERAS_BACKEND=backend``: its result and the load averages."""
-    load_before = os.getloadavg()[0]
-    result = subprocess.run(
-        [sys.executable, "-m", "rwc_keras.measurement_bench", "--measure_in_process",
-         f"--repeats={FLAGS.repeats}"],
-        env=dict(os.environ, KERAS_BACKEND=backend), capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"rwc_keras.measurement_bench: error: the {backend} measurement failed:\n"
-                 f"{result.stderr[-3000:]}")
-    measured = json.loads(result.stdout.strip().splitlines()[-1])
-    return dict(measured, load=(load_before, os.getloadavg()[0]))
-
-
 def row(backend):
     if importlib.util.find_spec(backend) is None:
         return f"| {backend} | not installed (pip install -e '.[backends]') | | | | |"
-    measured = measure_in_subprocess(backend)
+    measured = backend_process.measure_on_backend(
+        "rwc_keras.measurement_bench", backend, [f"--repeats={FLAGS.repeats}"])
     cells = [f"{statistics.median(measured[name]):.1f} ({min(measured[name]):.1f}-"
              f"{max(measured[name]):.1f})" for name in ("rwc", "all")]
     return (f"| {backend} | {measured['tensors']} | {cells[0]} | {cells[1]} "
@@ -98,7 +80,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if FLAGS.measure_in_process:
-        print(json.dumps(measurement_milliseconds(FLAGS.repeats)))
+        backend_process.print_result(measurement_milliseconds(FLAGS.repeats))
         return
     print("| backend | tensors | RWC ms median (min-max) | all measures ms median (min-max) "
           "| load avg before | load avg after |")

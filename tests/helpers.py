@@ -82,6 +82,6 @@ def write_mnist_like(folder, num_train, num_test, gz=False, seed=0):
 
 def driver(*args, env=None, timeout=600):
     """Runs ``python -m rwc_keras.main *args`` as a user would; returns the CompletedProcess."""
-    full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
+    full_env = dict(os.environ, **(env or {}))
     return subprocess.run([sys.executable, "-m", "rwc_keras.main", *args], capture_output=True,
                           text=True, env=full_env, timeout=timeout)

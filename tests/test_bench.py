@@ -3,7 +3,6 @@
 No timing thresholds: speed claims belong to the benchmark's output, not to tests.
 """
 
-import os
 import re
 import subprocess
 import sys
@@ -58,8 +57,7 @@ def table_rows(text, title):
 def run_bench(*args):
     result = subprocess.run(
         [sys.executable, "-m", "rwc_keras.bench", "--archs=alexnet", *args],
-        capture_output=True, text=True, timeout=300,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+        capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 

@@ -155,8 +155,7 @@ def test_unreadable_files_are_named(tmp_path, name, content, problem):
 
 def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "rwc_keras.diff", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+                          capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.slow

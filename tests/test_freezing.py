@@ -396,21 +396,17 @@ def test_a_resumed_run_freezes_the_same_units_at_the_same_steps(crash_epoch, tmp
 
 
 def freezing_script(log_dir):
-    return [sys.executable, "-m", "tests.freezing_fit_script", str(log_dir)]
-
-
-def freezing_script_env():
-    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return [sys.executable, "-m", "tests.fit_script", str(log_dir), "2", "freeze"]
 
 
 @pytest.mark.slow
 def test_sigkill_of_a_fit_script_then_rerun_freezes_the_same_units_at_the_same_step(tmp_path):
     whole = subprocess.run(freezing_script(tmp_path / "whole"), capture_output=True, text=True,
-                           timeout=300, env=freezing_script_env())
+                           timeout=300)
     assert whole.returncode == 0, whole.stderr[-3000:]
     killed = tmp_path / "killed"
     process = subprocess.Popen(freezing_script(killed), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, env=freezing_script_env())
+                               stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while (checkpoint_epoch(os.path.join(killed, "backup")) or 0) < 2:
         assert time.monotonic() < deadline and process.poll() is None, "no checkpoint"
@@ -419,7 +415,7 @@ def test_sigkill_of_a_fit_script_then_rerun_freezes_the_same_units_at_the_same_s
     process.send_signal(signal.SIGKILL)
     process.wait()
     resumed = subprocess.run(freezing_script(killed), capture_output=True, text=True,
-                             timeout=300, env=freezing_script_env())
+                             timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "ResumeCallback: resuming after epoch" in resumed.stdout
     assert "RWCFreezing: froze conv1 (conv1) at epoch 3, step 24" in resumed.stdout

@@ -115,7 +115,7 @@ def test_multi_worker_on_loopback_chief_alone_writes(mnist_dir, tmp_path):
                 f"--data_dir={mnist_dir}", "--epochs=1", "--seeds=3", "--batch_size=16",
                 "--max_train_examples=32", "--max_test_examples=16",
                 f"--logdir={tmp_path / f'worker{index}'}", "--strategy=multi_worker"]
-        env = dict(os.environ, TF_CONFIG=tf_config, TF_CPP_MIN_LOG_LEVEL="2")
+        env = dict(os.environ, TF_CONFIG=tf_config)
         workers.append(subprocess.Popen(args, env=env, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True))
     outputs = [w.communicate(timeout=300)[0] for w in workers]
@@ -195,7 +195,7 @@ def test_driver_and_benchmark_import_together():
     # Their flags are defined only when each runs as a program, so both modules import.
     code = "import rwc_keras.main, rwc_keras.bench, rwc_keras.report.__main__"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), timeout=120)
+                            timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
 
 
@@ -210,7 +210,7 @@ def test_a_bug_shows_its_traceback(mnist_dir, tmp_path):
             f"'--logdir={tmp_path}', '--seeds=3', '--batch_size=16']\n"
             "app.run(main.main)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), timeout=300)
+                            timeout=300)
     assert result.returncode != 0
     assert "Traceback" in result.stderr and "ValueError: a bug" in result.stderr
 

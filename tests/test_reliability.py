@@ -33,8 +33,7 @@ def run_dir(logdir):
 
 
 def complete_run(args):
-    result = subprocess.run(args, capture_output=True, text=True,
-                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), timeout=600)
+    result = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -88,8 +87,7 @@ def test_sigkill_mid_epoch_then_rerun_resumes_exactly(kill_after_epochs, uninter
                                                       uninterrupted_dir, mnist_dir, tmp_path):
     logdir = str(tmp_path)
     args = run_args(mnist_dir, logdir)
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if kill_after_epochs:
         checkpoints = os.path.join(run_dir(logdir), spec.CHECKPOINT_DIR)
         wait_for(lambda: (checkpoint_epoch(checkpoints) or 0) >= kill_after_epochs)
@@ -148,8 +146,7 @@ def test_other_flags_into_an_existing_run_are_refused(mnist_dir, tmp_path):
 def test_two_runs_at_once_never_share_files(mnist_dir, tmp_path):
     logdir = str(tmp_path)
     args = run_args(mnist_dir, logdir)
-    first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     lock = os.path.join(run_dir(logdir), ".lock")
     wait_for(lambda: os.path.exists(lock) and open(lock).read().strip() == str(first.pid))
     second = subprocess.run(args, capture_output=True, text=True)
