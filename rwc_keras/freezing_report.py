@@ -18,7 +18,10 @@ Every complete run folder below it (``metrics.json``) is read; its mode comes fr
   ``freezing.csv``; `rwc_keras.freezer.saved_macs` says what is counted);
 * time to reach ``none``'s final top-1 (seed mean) minus 0.3 points: the training seconds
   up to the first epoch whose test top-1 reaches it, averaged over the seeds that reach it;
-* which groups froze when (epoch and step, per seed).
+* which groups froze when (epoch and step, per seed);
+* the goal, judged per mode: at least 20% less training time than ``none`` with test top-1
+  (seed mean) within 0.3 points of ``none``'s, and, for ``rwc``, more time saved than
+  ``freezeout`` at equal or better top-1.
 
 It writes ``freezing_report.md`` (the table) and ``freezing.png`` (test top-1 against
 training time, one line per mode, one panel per experiment) into FOLDER and prints the
@@ -42,8 +45,11 @@ from matplotlib.figure import Figure
 
 from rwc_keras import spec
 
-# How far below the unfrozen runs' final top-1 a mode counts as having reached it.
+# How far below the unfrozen runs' final top-1 a mode counts as having reached it, and
+# as keeping their accuracy.
 TARGET_MARGIN = 0.003
+# The training time a freezing mode should save against the unfrozen runs.
+GOAL_TIME_SAVED = 0.20
 
 
 class FreezingReportError(Exception):
@@ -165,6 +171,35 @@ def summarise(modes):
     return target, rows
 
 
+def verdicts(rows):
+    """One line per freezing mode: does it meet the goal (module docstring)?"""
+    if "none" not in rows:
+        return []
+    base_top1 = rows["none"]["top1"][0]
+    lines = []
+    for mode, row in rows.items():
+        if mode == "none":
+            continue
+        saved = 1 - row["ratio"]
+        top1_change = row["top1"][0] - base_top1
+        fast = saved >= GOAL_TIME_SAVED
+        accurate = top1_change >= -TARGET_MARGIN
+        line = (f"- {mode}: {saved * 100:.1f}% less training time (goal "
+                f"{GOAL_TIME_SAVED * 100:.0f}%: {_met(fast)}), test top-1 "
+                f"{top1_change * 100:+.2f} points (goal within -{TARGET_MARGIN * 100:.1f}: "
+                f"{_met(accurate)})")
+        other = rows.get("freezeout")
+        if mode == "rwc" and other is not None:
+            beats = row["ratio"] < other["ratio"] and row["top1"][0] >= other["top1"][0]
+            line += f"; more saved than freezeout at equal or better top-1: {_met(beats)}"
+        lines.append(line + ".")
+    return lines
+
+
+def _met(holds):
+    return "met" if holds else "not met"
+
+
 def _pm(mean_std, scale=1.0, digits=1):
     mean, std = mean_std
     if math.isnan(mean):
@@ -194,6 +229,9 @@ def markdown(experiments):
                 f"{_pm(row['train_seconds'], digits=0)} | {row['ratio']:.3f} | "
                 f"{_pm(row['wall_seconds'], digits=0)} | {_pm(row['top1'], 100, 2)} | "
                 f"{_pm(row['saved'], 100, 1)} | {reached} |")
+        goals = verdicts(rows)
+        if goals:
+            lines += ["", "Goal (seed means):", "", *goals]
         lines += ["", "Groups frozen (group@epoch (optimizer step)):", ""]
         for mode, row in rows.items():
             for seed, points in row["freezes"].items():
