@@ -116,8 +116,10 @@ class RWCFreezing(Freezer):
         ```
     """
 
-    def __init__(self, rwc, threshold=0.5, patience=1, smoothing=0.25, warmup=0.1,
-                 metric="rwc_norm", groups=None, batchnorm="batch", log_dir=None, rebuild=None,
+    def __init__(self, rwc, threshold=spec.RWC_FREEZING_RULE["threshold"],
+                 patience=spec.RWC_FREEZING_RULE["patience"],
+                 smoothing=spec.RWC_FREEZING_RULE["smoothing"],
+                 warmup=spec.RWC_FREEZING_RULE["warmup"], metric="rwc_norm", groups=None, batchnorm="batch", log_dir=None, rebuild=None,
                  verbose=1):
         super().__init__(log_dir=log_dir, rwc=rwc, batchnorm=batchnorm, rebuild=rebuild,
                          verbose=verbose)

@@ -8,7 +8,8 @@ FOLDER holds driver runs of the same experiments with different ``--freeze`` mod
     runs/freezing/freezeout/alexnet_fashion_mnist/seed_0/ ...
 
 Every complete run folder below it (``metrics.json``) is read; its mode comes from its
-``flags.cfg``, its experiment from its parent's name. Per experiment and mode, over seeds:
+``flags.cfg`` (``--freeze``, with the RWC rule's values where they are not the defaults, e.g.
+``rwc (threshold=0.25)``), its experiment from its parent's name. Per experiment and mode, over seeds:
 
 * training time: the sum of the epochs' training seconds (``history.csv``; evaluation
   excluded), and its ratio to ``none``'s; the whole run's wall time (``metrics.json``);
@@ -103,10 +104,22 @@ def _flag(flagfile, name, default):
     return default
 
 
+def mode_label(flagfile):
+    """The run's ``--freeze`` mode, with the rule's values that are not the defaults."""
+    mode = _flag(flagfile, "freeze", "none")
+    changed = [f"{name}={_flag(flagfile, f'freeze_{name}', None)}"
+               for name in spec.RWC_FREEZING_RULE if f"--freeze_{name}=" in flagfile]
+    return f"{mode} ({', '.join(changed)})" if changed else mode
+
+
+def _mode_order(label):
+    return spec.FREEZE_MODES.index(label.split(" ")[0]), label
+
+
 def load_run(path):
     """The `Run` in the seed folder ``path`` (complete: with ``metrics.json``)."""
     with open(os.path.join(path, spec.FLAGS_CFG)) as f:
-        mode = _flag(f.read(), "freeze", "none")
+        mode = mode_label(f.read())
     with open(os.path.join(path, spec.METRICS_JSON)) as f:
         metrics = json.load(f)
     history = pd.read_csv(os.path.join(path, spec.HISTORY_CSV))
@@ -153,7 +166,7 @@ def summarise(modes):
     target = statistics.fmean(r.final_top1 for r in baseline) - TARGET_MARGIN if baseline else None
     base_seconds = statistics.fmean(r.train_seconds for r in baseline) if baseline else None
     rows = {}
-    for mode in sorted(modes, key=spec.FREEZE_MODES.index):
+    for mode in sorted(modes, key=_mode_order):
         runs = sorted(modes[mode], key=lambda r: r.seed)
         seconds = _mean_std([r.train_seconds for r in runs])
         times = [r.time_to(target) for r in runs] if target is not None else []
@@ -189,7 +202,7 @@ def verdicts(rows):
                 f"{top1_change * 100:+.2f} points (goal within -{TARGET_MARGIN * 100:.1f}: "
                 f"{_met(accurate)})")
         other = rows.get("freezeout")
-        if mode == "rwc" and other is not None:
+        if mode.startswith("rwc") and other is not None:
             beats = row["ratio"] < other["ratio"] and row["top1"][0] >= other["top1"][0]
             line += f"; more saved than freezeout at equal or better top-1: {_met(beats)}"
         lines.append(line + ".")
@@ -251,7 +264,7 @@ def figure(experiments):
     axes = fig.subplots(1, len(experiments), squeeze=False)[0]
     for ax, (experiment, modes) in zip(axes, sorted(experiments.items())):
         target, _ = summarise(modes)
-        for mode in sorted(modes, key=spec.FREEZE_MODES.index):
+        for mode in sorted(modes, key=_mode_order):
             mean = pd.concat([r.history for r in modes[mode]]).groupby("epoch")[
                 ["elapsed", "test_top1"]].mean()
             ax.plot(mean["elapsed"], mean["test_top1"] * 100, marker="o",

@@ -25,10 +25,14 @@ STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 RUN_FLAGS = ("arch", "dataset", "epochs", "seeds", "batch_size", "lr", "momentum",
              "weight_decay", "strategy", "logdir", "data_dir", "normalize", "shuffle", "rwc_every",
              "max_train_examples", "max_test_examples", "jit_compile", "mixed_precision",
-             "deterministic", "cpu_devices", "freeze", "freeze_bn", "rwc_metrics")
+             "deterministic", "cpu_devices", "freeze", "freeze_bn", "freeze_threshold",
+             "freeze_patience", "freeze_smoothing", "freeze_warmup", "rwc_metrics")
 # Run flags that flags.cfg lists only when they differ from their default, so that the runs
 # made before they existed still match their flagfile.
-OPTIONAL_RUN_FLAGS = ("freeze", "freeze_bn", "rwc_metrics")
+OPTIONAL_RUN_FLAGS = ("freeze", "freeze_bn", "freeze_threshold", "freeze_patience",
+                      "freeze_smoothing", "freeze_warmup", "rwc_metrics")
+# --freeze_<name> sets the RWC freezing rule's <name>.
+FREEZE_RULE_FLAGS = {f"freeze_{name}": name for name in spec.RWC_FREEZING_RULE}
 
 
 def _is_int(text):
@@ -93,6 +97,18 @@ def define_flags():
                       "How frozen BatchNormalization layers normalise: batch: with the "
                       "batch's statistics, as before they froze; inference: with their moving "
                       "statistics (Keras's trainable=False).")
+    rule = spec.RWC_FREEZING_RULE
+    flags.DEFINE_float("freeze_threshold", rule["threshold"],
+                       "--freeze=rwc: a group freezes when its smoothed rwc_norm is below this "
+                       "fraction of its peak ...")
+    flags.DEFINE_integer("freeze_patience", rule["patience"],
+                         "... for this many consecutive measurements ...", lower_bound=1)
+    flags.DEFINE_float("freeze_smoothing", rule["smoothing"],
+                       "... smoothed by an exponential moving average with this weight on "
+                       "the old value, in [0, 1) ...", lower_bound=0.0)
+    flags.DEFINE_float("freeze_warmup", rule["warmup"],
+                       "... once this fraction of training has passed, in [0, 1) "
+                       "(docs/freezing.md).", lower_bound=0.0)
     flags.DEFINE_list("rwc_metrics", list(spec.RWC_METRICS),
                       "What RWCCallback records per layer: rwc and rwc_norm always, plus any "
                       f"of {', '.join(m for m in spec.METRICS if m not in spec.RWC_METRICS)} "
@@ -112,6 +128,16 @@ def define_flags():
     flags.register_validator(
         "rwc_metrics", lambda names: bool(names) and set(names) <= set(spec.METRICS),
         message=f"--rwc_metrics must be a comma-separated list of {','.join(spec.METRICS)}")
+    for name in ("freeze_smoothing", "freeze_warmup"):
+        flags.register_validator(name, lambda v: v < 1, message=f"--{name} must be below 1")
+    flags.register_validator("freeze_threshold", lambda v: v > 0,
+                             message="--freeze_threshold must be a positive number")
+    flags.register_multi_flags_validator(
+        ["freeze", *FREEZE_RULE_FLAGS],
+        lambda f: f["freeze"] == "rwc" or all(
+            f[flag] == spec.RWC_FREEZING_RULE[name] for flag, name in FREEZE_RULE_FLAGS.items()),
+        message=f"--{', --'.join(FREEZE_RULE_FLAGS)} set the rule of --freeze=rwc: give "
+                "--freeze=rwc with them")
     # Freezing is decided by the chief's callbacks, which other hosts do not run.
     flags.register_multi_flags_validator(
         ["freeze", "strategy"],
@@ -230,6 +256,7 @@ def train_experiment():
             weight_decay=weight_decay, rwc_every=FLAGS.rwc_every,
             jit_compile=FLAGS.jit_compile, mixed_precision=FLAGS.mixed_precision,
             freeze=FLAGS.freeze, freeze_bn=FLAGS.freeze_bn,
+            freeze_rule={name: FLAGS[flag].value for flag, name in FREEZE_RULE_FLAGS.items()},
             rwc_metrics=spec.check_metrics([*spec.RWC_METRICS, *FLAGS.rwc_metrics]))
         datasets = make_datasets(dataset, FLAGS.batch_size, seed, data_dir=FLAGS.data_dir,
                                  max_train_examples=FLAGS.max_train_examples,

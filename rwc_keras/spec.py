@@ -362,6 +362,9 @@ EPOCH_METRICS = ("loss", "top1", "top5")
 
 # ``--freeze``: no freezing, the RWC rule (`RWCFreezing`) or FreezeOut's schedule.
 FREEZE_MODES = ("none", "rwc", "freezeout")
+# The RWC freezing rule's defaults (`rwc_keras.RWCFreezing`; docs/freezing.md says how they
+# were chosen), for RWC measured once per epoch. The driver's --freeze_<name> flags.
+RWC_FREEZING_RULE = {"threshold": 0.5, "patience": 1, "smoothing": 0.25, "warmup": 0.1}
 # How a frozen BatchNormalization layer normalises: with the batch's statistics as before it
 # froze (its scale and offset fixed, its moving statistics still updated), or in inference
 # mode with its moving statistics, which is what Keras's ``trainable = False`` means.

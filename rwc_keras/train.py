@@ -56,6 +56,8 @@ class RunConfig:
     mixed_precision: bool = False
     freeze: str = "none"
     freeze_bn: str = "batch"
+    # RWCFreezing's threshold, patience, smoothing and warmup (with freeze="rwc").
+    freeze_rule: dict = dataclasses.field(default_factory=lambda: dict(spec.RWC_FREEZING_RULE))
     rwc_metrics: tuple = spec.RWC_METRICS
 
     @property
@@ -278,7 +280,8 @@ def freezing_callbacks(config, trainer, rwc):
     """The run's freezing callback for ``config.freeze`` (none for ``"none"``), writing
     beside ``rwc`` and rebuilding ``trainer``'s step."""
     if config.freeze == "rwc":
-        return [RWCFreezing(rwc, batchnorm=config.freeze_bn, rebuild=trainer.rebuild_step)]
+        return [RWCFreezing(rwc, **config.freeze_rule, batchnorm=config.freeze_bn,
+                            rebuild=trainer.rebuild_step)]
     if config.freeze == "freezeout":
         return [FreezeOut(trainer.freezeout_schedule, batchnorm=config.freeze_bn, rwc=rwc,
                           rebuild=trainer.rebuild_step)]

@@ -3,7 +3,6 @@
 the comparison report."""
 
 import collections
-import functools
 import json
 import math
 import os
@@ -29,7 +28,6 @@ from rwc_keras.freezer import freeze_unit, layer_units, saved_macs, training_mac
 from rwc_keras.freezing import leading_run, smooth
 from rwc_keras.freezing_report import write_report
 from rwc_keras.models import build_model
-from rwc_keras import train
 from rwc_keras.rundir import RunDir
 from rwc_keras.train import RunConfig, Trainer, run
 
@@ -566,12 +564,11 @@ def test_the_driver_resumes_freezeout_at_the_same_points(crash_in_epoch, tmp_pat
 
 
 @pytest.mark.slow
-def test_the_driver_freezes_by_rwc_under_mirrored_strategy(tmp_path, monkeypatch):
+def test_the_driver_freezes_by_rwc_under_mirrored_strategy(tmp_path):
     # threshold 2: always below, so that the groups freeze at the second measurement.
-    monkeypatch.setattr(train, "RWCFreezing", functools.partial(
-        train.RWCFreezing, threshold=2, patience=2, warmup=0.0))
     config = RunConfig(arch="alexnet", dataset="mnist", seed=0, epochs=2, batch_size=16,
-                       lr=0.01, momentum=0.9, weight_decay=0.0, rwc_every="2", freeze="rwc")
+                       lr=0.01, momentum=0.9, weight_decay=0.0, rwc_every="2", freeze="rwc",
+                       freeze_rule=dict(threshold=2, patience=2, warmup=0.0))
     run_dir = RunDir(str(tmp_path), "--freeze=rwc\n")
     run_dir.claim()
     try:
@@ -609,6 +606,24 @@ def test_driver_command_with_freezeout_under_mirrored_strategy(mnist_dir, tmp_pa
         (8, "fc2")]
 
 
+@pytest.mark.slow
+def test_driver_command_passes_the_rule_s_flags_on(mnist_dir, tmp_path):
+    result = driver("--arch=alexnet", "--dataset=mnist", f"--data_dir={mnist_dir}",
+                    "--epochs=2", "--seeds=0", "--batch_size=32", "--max_train_examples=128",
+                    "--max_test_examples=32", "--rwc_every=2", "--freeze=rwc",
+                    "--freeze_threshold=2", "--freeze_patience=2", "--freeze_warmup=0",
+                    "--noreport", f"--logdir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / "alexnet_mnist" / "seed_0"
+    flagfile = (run_dir / spec.FLAGS_CFG).read_text()
+    assert "--freeze_threshold=2.0\n--freeze_patience=2\n--freeze_warmup=0.0\n" in flagfile
+    assert "--freeze_smoothing" not in flagfile  # at its default
+    # Always below (threshold 2), patience 2: the groups freeze at the second measurement.
+    rows = pd.read_csv(run_dir / spec.FREEZING_CSV)
+    assert rows[["step", "group"]].values.tolist() == [[4, "early"], [4, "middle"],
+                                                      [4, "later"]]
+
+
 def test_freeze_flags_are_checked_before_any_work(tmp_path):
     result = driver("--arch=alexnet", "--freeze=all", f"--logdir={tmp_path}")
     assert result.returncode == 1
@@ -618,17 +633,24 @@ def test_freeze_flags_are_checked_before_any_work(tmp_path):
     assert result.returncode == 1
     assert "--freeze runs on one host: it cannot be combined with --strategy=multi_worker" in (
         result.stderr)
+    for args, message in [
+            (["--freeze=rwc", "--freeze_threshold=0"], "--freeze_threshold must be a positive"),
+            (["--freeze=rwc", "--freeze_smoothing=1"], "--freeze_smoothing must be below 1"),
+            (["--freeze=rwc", "--freeze_patience=0"], "--freeze_patience must be >= 1"),
+            (["--freeze_threshold=0.3"], "set the rule of --freeze=rwc: give --freeze=rwc")]:
+        result = driver("--arch=alexnet", *args, f"--logdir={tmp_path}")
+        assert result.returncode == 1 and message in result.stderr, (args, result.stderr)
     assert not os.listdir(tmp_path)
 
 
 # -- the comparison report ------------------------------------------------------------------
 
 
-def write_run(folder, mode, seed, top1, seconds, freezes=()):
+def write_run(folder, mode, seed, top1, seconds, freezes=(), rule_flags=""):
     """A complete driver run folder of alexnet_mnist, 4 epochs of 10 steps."""
-    path = folder / mode / "alexnet_mnist" / f"seed_{seed}"
+    path = folder / (mode + rule_flags) / "alexnet_mnist" / f"seed_{seed}"
     path.mkdir(parents=True)
-    flags = "--arch=alexnet\n" + (f"--freeze={mode}\n" if mode != "none" else "")
+    flags = "--arch=alexnet\n" + (f"--freeze={mode}\n" if mode != "none" else "") + rule_flags
     (path / spec.FLAGS_CFG).write_text(flags)
     (path / spec.METRICS_JSON).write_text(json.dumps(dict(
         seed=seed, epochs=4, steps_per_epoch=10, wall_seconds=sum(seconds) + 5)))
@@ -668,7 +690,14 @@ def test_the_report_judges_the_goal_against_none_and_freezeout(tmp_path):
     write_run(tmp_path, "none", 0, [0.5, 0.8, 0.88, 0.900], [10, 10, 10, 10])
     write_run(tmp_path, "rwc", 0, [0.5, 0.8, 0.88, 0.898], [10, 10, 6, 4])
     write_run(tmp_path, "freezeout", 0, [0.5, 0.8, 0.88, 0.890], [10, 10, 9, 7])
+    write_run(tmp_path, "rwc", 0, [0.5, 0.8, 0.88, 0.899], [10, 10, 10, 7],
+              rule_flags="--freeze_threshold=0.25\n--freeze_patience=2\n")
     text, _, _ = write_report(str(tmp_path))
+    # Runs with other rule values are a mode of their own, after the default rule's.
+    assert text.index("| rwc | 0 |") < text.index("| rwc (threshold=0.25, patience=2) | 0 |")
+    assert ("- rwc (threshold=0.25, patience=2): 7.5% less training time (goal 20%: not met), "
+            "test top-1 -0.10 points (goal within -0.3: met); more saved than freezeout at "
+            "equal or better top-1: not met.") in text
     assert ("- rwc: 25.0% less training time (goal 20%: met), test top-1 -0.20 points "
             "(goal within -0.3: met); more saved than freezeout at equal or better top-1: "
             "met.") in text

@@ -1,7 +1,9 @@
-"""The committed experiments (runs/reference, runs/previous_protocol) read back as committed.
+"""The committed experiments (runs/reference, runs/previous_protocol, runs/freezing) read back
+as committed.
 
 Today's report code recomputes every committed experiment's statistics and claims tables and
-finds them in the committed rwc_aggregated.csv and report.md.
+finds them in the committed rwc_aggregated.csv and report.md; the freezing report's tables
+come out of its runs as committed.
 """
 
 import json
@@ -11,6 +13,7 @@ import pandas as pd
 import pytest
 
 from rwc_keras import spec
+from rwc_keras import freezing_report
 from rwc_keras.report import layer_dynamics, load_experiment, verdicts, write
 
 RUNS = pathlib.Path(__file__).resolve().parents[1] / "runs"
@@ -57,3 +60,21 @@ def test_committed_experiment_reads_back_as_committed(experiment_dir):
     for picture in (*pictures, spec.ACCURACY_PNG, spec.CLUSTERS_PNG, spec.CLUSTERS_PCA_PNG,
                     spec.CLUSTERS_K_PNG):
         assert (experiment_dir / picture).stat().st_size > 10_000
+
+
+def test_the_committed_freezing_experiment_is_complete_and_reads_back_as_committed():
+    """The side-by-side experiment of docs/freezing.md: AlexNet seeds 0, 42, 123 for 6 epochs
+    and ResNet-18 seed 0 for 4 epochs on 10,000 images, in every mode."""
+    folder = RUNS / "freezing"
+    experiments = freezing_report.load_runs(str(folder))
+    expected = {"alexnet_fashion_mnist": ([0, 42, 123], 6), "resnet18_fashion_mnist": ([0], 4)}
+    assert set(experiments) == set(expected)
+    for name, (seeds, epochs) in expected.items():
+        assert set(experiments[name]) == set(spec.FREEZE_MODES)
+        for mode, runs in experiments[name].items():
+            assert sorted(run.seed for run in runs) == seeds, (name, mode)
+            assert all(len(run.history) == epochs for run in runs), (name, mode)
+            assert all(list(pathlib.Path(run.path).glob(spec.EVENTS_GLOB)) for run in runs)
+    committed = (folder / spec.FREEZING_REPORT_MD).read_text()
+    assert committed == freezing_report.markdown(experiments)
+    assert (folder / spec.FREEZING_PNG).stat().st_size > 10_000
