@@ -70,7 +70,7 @@ def test_the_committed_freezing_experiment_is_complete_and_reads_back_as_committ
     expected = {"alexnet_fashion_mnist": ([0, 42, 123], 6), "resnet18_fashion_mnist": ([0], 4)}
     assert set(experiments) == set(expected)
     for name, (seeds, epochs) in expected.items():
-        assert set(experiments[name]) == set(spec.FREEZE_MODES)
+        assert set(spec.FREEZE_MODES) <= set(experiments[name])
         for mode, runs in experiments[name].items():
             assert sorted(run.seed for run in runs) == seeds, (name, mode)
             assert all(len(run.history) == epochs for run in runs), (name, mode)
