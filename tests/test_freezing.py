@@ -636,7 +636,8 @@ def test_freeze_flags_are_checked_before_any_work(tmp_path):
     for args, message in [
             (["--freeze=rwc", "--freeze_threshold=0"], "--freeze_threshold must be a positive"),
             (["--freeze=rwc", "--freeze_smoothing=1"], "--freeze_smoothing must be below 1"),
-            (["--freeze=rwc", "--freeze_patience=0"], "--freeze_patience must be >= 1"),
+            (["--freeze=rwc", "--freeze_patience=0"],
+             "--freeze_patience=0: 0 is not a positive integer"),
             (["--freeze_threshold=0.3"], "set the rule of --freeze=rwc: give --freeze=rwc")]:
         result = driver("--arch=alexnet", *args, f"--logdir={tmp_path}")
         assert result.returncode == 1 and message in result.stderr, (args, result.stderr)
