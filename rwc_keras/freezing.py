@@ -119,8 +119,8 @@ class RWCFreezing(Freezer):
     def __init__(self, rwc, threshold=spec.RWC_FREEZING_RULE["threshold"],
                  patience=spec.RWC_FREEZING_RULE["patience"],
                  smoothing=spec.RWC_FREEZING_RULE["smoothing"],
-                 warmup=spec.RWC_FREEZING_RULE["warmup"], metric="rwc_norm", groups=None, batchnorm="batch", log_dir=None, rebuild=None,
-                 verbose=1):
+                 warmup=spec.RWC_FREEZING_RULE["warmup"], metric="rwc_norm", groups=None,
+                 batchnorm="batch", log_dir=None, rebuild=None, verbose=1):
         super().__init__(log_dir=log_dir, rwc=rwc, batchnorm=batchnorm, rebuild=rebuild,
                          verbose=verbose)
         if not (isinstance(threshold, (int, float)) and threshold > 0):

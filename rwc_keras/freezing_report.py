@@ -9,7 +9,8 @@ FOLDER holds driver runs of the same experiments with different ``--freeze`` mod
 
 Every complete run folder below it (``metrics.json``) is read; its mode comes from its
 ``flags.cfg`` (``--freeze``, with the RWC rule's values where they are not the defaults, e.g.
-``rwc (threshold=0.25)``), its experiment from its parent's name. Per experiment and mode, over seeds:
+``rwc (threshold=0.25)``), its experiment from its parent's name. Per experiment and mode,
+over seeds:
 
 * training time: the sum of the epochs' training seconds (``history.csv``; evaluation
   excluded), and its ratio to ``none``'s; the whole run's wall time (``metrics.json``);
