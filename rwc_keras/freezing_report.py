@@ -255,7 +255,12 @@ def markdown(experiments):
         "Training seconds are the epochs' training passes (history.csv), evaluation excluded; "
         "run wall s is the whole run (metrics.json). FreezeOut also replaces the paper's "
         "constant learning rate with per-layer cosine annealing to zero, so its accuracy "
-        "reflects that schedule as well as the freezing.", ""]
+        "reflects that schedule as well as the freezing.", "",
+        "The `rwc` rule's defaults: "
+        + ", ".join(f"{name} {value}" for name, value in spec.RWC_FREEZING_RULE.items())
+        + " (`rwc_keras.spec.RWC_FREEZING_RULE`); a mode named with values, e.g. "
+        "`rwc (threshold=0.6)`, ran with those instead. docs/freezing.md says how the "
+        "defaults were chosen and on which runs.", ""]
     return "\n".join(lines)
 
 

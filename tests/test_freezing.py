@@ -685,6 +685,8 @@ def test_the_report_compares_the_modes(tmp_path):
     assert ("- rwc: 15.0% less training time (goal 20%: not met), test top-1 -2.00 points "
             "(goal within -0.3: not met).") in text
     assert "FreezeOut also replaces the paper's constant learning rate" in text
+    assert ("The `rwc` rule's defaults: threshold 0.5, patience 1, smoothing 0.25, warmup 0.1"
+            in text)
 
 
 def test_the_report_judges_the_goal_against_none_and_freezeout(tmp_path):
