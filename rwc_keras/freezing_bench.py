@@ -32,7 +32,6 @@ from rwc_keras.train import RunConfig, Trainer
 FLAGS = flags.FLAGS
 
 
-
 def define_flags():
     """Defines the benchmark's flags; called only when it runs."""
     flags.DEFINE_list("archs", ["alexnet"], "Architectures to benchmark.")

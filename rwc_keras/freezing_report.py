@@ -108,8 +108,8 @@ def _flag(flagfile, name, default):
 def mode_label(flagfile):
     """The run's ``--freeze`` mode, with the rule's values that are not the defaults."""
     mode = _flag(flagfile, "freeze", "none")
-    changed = [f"{name}={_flag(flagfile, f'freeze_{name}', None)}"
-               for name in spec.RWC_FREEZING_RULE if f"--freeze_{name}=" in flagfile]
+    values = {name: _flag(flagfile, f"freeze_{name}", None) for name in spec.RWC_FREEZING_RULE}
+    changed = [f"{name}={value}" for name, value in values.items() if value is not None]
     return f"{mode} ({', '.join(changed)})" if changed else mode
 
 

@@ -32,11 +32,15 @@ class TorchSGD(keras.optimizers.SGD):
         # Stored under its own name: the base class treats `weight_decay` as decoupled.
         self.coupled_weight_decay = float(weight_decay)
 
+    def with_weight_decay(self, gradient, variable):
+        """The gradient with PyTorch's coupled L2 term, ``g + wd * w`` (``g`` when wd is 0)."""
+        if not self.coupled_weight_decay:
+            return gradient
+        decay = ops.cast(self.coupled_weight_decay, variable.dtype)
+        return ops.add(ops.cast(gradient, variable.dtype), ops.multiply(variable, decay))
+
     def update_step(self, gradient, variable, learning_rate):
-        if self.coupled_weight_decay:
-            decay = ops.cast(self.coupled_weight_decay, variable.dtype)
-            gradient = ops.add(ops.cast(gradient, variable.dtype), ops.multiply(variable, decay))
-        super().update_step(gradient, variable, learning_rate)
+        super().update_step(self.with_weight_decay(gradient, variable), variable, learning_rate)
 
     def get_config(self):
         config = super().get_config()
