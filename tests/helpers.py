@@ -13,6 +13,8 @@ import numpy as np
 
 # The test processes split the CPU into this many devices (tests/conftest.py).
 CPU_DEVICES = 2
+# The repository's root, where subprocesses of the tests run.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def reference(prev, curr):

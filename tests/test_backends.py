@@ -9,7 +9,6 @@ The rwc.csv files that one test writes on each backend are then compared with ea
 
 import importlib.util
 import os
-import pathlib
 import re
 import subprocess
 import sys
@@ -20,7 +19,8 @@ import pytest
 
 from rwc_keras import spec
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from .helpers import ROOT
+
 BACKEND_TESTS = "tests/backends"
 # Writes <backend>.csv into RWC_BACKEND_CSV_DIR: the same fit from the same weights.
 CSV_TEST = "tests/backends/test_callback_backends.py::test_fit_matches_float64_recomputation"

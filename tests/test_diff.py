@@ -13,9 +13,8 @@ from rwc_keras import diff, spec
 from rwc_keras.diff import DiffError, compare_files
 from rwc_keras.models import build_model
 
-from .helpers import reference_metrics
+from .helpers import ROOT, reference_metrics
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny(channels=1):
@@ -154,7 +153,7 @@ def test_unreadable_files_are_named(tmp_path, name, content, problem):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "rwc_keras.diff", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "rwc_keras.diff", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
 
 

@@ -14,6 +14,8 @@ import pytest
 from rwc_keras import claims, spec
 from rwc_keras.report import ExperimentError, figures, load_experiment, verdicts, write
 
+from .helpers import ROOT
+
 SEEDS = (0, 42, 123)
 EPOCHS = 6
 # Group levels per epoch, chosen so that on resnet18/cifar10 (rwc) block1 < block2 holds over
@@ -34,7 +36,6 @@ VGG_LEVELS = {
     "head": [0.2] * EPOCHS,
 }
 NAN_AT = (1, "block1_conv1/kernel", 1)  # (seed index, layer, epoch index) of a NaN rwc value
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def layer_names(levels):
@@ -635,7 +636,7 @@ def test_accuracy_row_without_metrics(tmp_path):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "rwc_keras.report", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "rwc_keras.report", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
 
 

@@ -15,6 +15,8 @@ from rwc_keras import dynamics, spec
 from rwc_keras.report import figures, layer_dynamics, load_experiment, write
 from rwc_keras.report.layer_dynamics import ClusterOptions
 
+from .helpers import ROOT
+
 SEEDS = (0, 42, 123)
 EPOCHS = np.arange(1, 21)
 # rwc_norm's shapes per group: the groups are the clusters. early settles first, then later
@@ -28,7 +30,6 @@ SHAPES = {
 # rwc's shapes are the layers' parity instead: two clusters across the groups.
 PARITY_SHAPES = (np.exp(-EPOCHS / 2), np.ones(len(EPOCHS)))
 LAYERS_PER_GROUP = 3
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def write_experiment(root, epochs=EPOCHS, spike=None):
@@ -255,7 +256,7 @@ def test_settling_markers_on_the_rwc_norm_figure(known):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "rwc_keras.report", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "rwc_keras.report", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
 
 
