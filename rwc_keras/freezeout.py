@@ -129,13 +129,7 @@ class FreezeOutSGD(TorchSGD):
         factor = ops.where(ops.less(progress, t_i),
                            0.5 * start * (1.0 + ops.cos(math.pi / t_i * progress)), 0.0)
         rate = ops.multiply(ops.cast(learning_rate, dtype), ops.cast(factor, dtype))
-        gradient = self.with_weight_decay(ops.cast(gradient, dtype), variable)
-        if self.momentum == 0:
-            self.assign_sub(variable, ops.multiply(gradient, rate))
-            return
-        velocity = self.momentums[self._get_variable_index(variable)]
-        self.assign(velocity, ops.add(ops.multiply(velocity, self.momentum), gradient))
-        self.assign_sub(variable, ops.multiply(velocity, rate))
+        self.torch_step(gradient, variable, rate)
 
 
 class FreezeOut(Freezer):
