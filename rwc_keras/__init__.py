@@ -9,12 +9,12 @@ import importlib
 # Imported on first use, so `python -m rwc_keras.main --help` and bad flags answer at once
 # instead of after TensorFlow's multi-second import.
 _EXPORTS = {
-    "RWCCallback": "rwc_keras.callback",
+    "RWCCallback": "rwc_keras.callbacks.rwc_callback",
     "ResumeCallback": "rwc_keras.resume",
-    "RWCFreezing": "rwc_keras.freezing",
-    "FreezeOut": "rwc_keras.freezeout",
-    "FreezeOutSchedule": "rwc_keras.freezeout",
-    "FreezeOutSGD": "rwc_keras.freezeout",
+    "RWCFreezing": "rwc_keras.freezing.rwc_freezing",
+    "FreezeOut": "rwc_keras.freezing.freezeout",
+    "FreezeOutSchedule": "rwc_keras.freezing.freezeout",
+    "FreezeOutSGD": "rwc_keras.freezing.freezeout",
     "rwc": "rwc_keras.metric",
     "rwc_norm": "rwc_keras.metric",
     "rwc_stats": "rwc_keras.metric",

@@ -47,7 +47,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from rwc_keras.callback import RWCCallback
+from rwc_keras.callbacks.rwc_callback import RWCCallback
 from rwc_keras.data import DATASETS, Datasets
 from rwc_keras.host_reads import HostReads
 from rwc_keras import spec

@@ -358,7 +358,7 @@ SPLITS = ("train", "test")
 EPOCH_METRICS = ("loss", "top1", "top5")
 
 
-# -- layer freezing (rwc_keras.freezing, rwc_keras.freezeout) ------------------------------
+# -- layer freezing (rwc_keras.freezing.rwc_freezing, rwc_keras.freezing.freezeout) ------------------------------
 
 # ``--freeze``: no freezing, the RWC rule (`RWCFreezing`) or FreezeOut's schedule.
 FREEZE_MODES = ("none", "rwc", "freezeout")

@@ -21,9 +21,9 @@ import tensorflow as tf
 from absl import logging
 
 from rwc_keras import spec
-from rwc_keras.callback import RWCCallback
-from rwc_keras.freezeout import FreezeOut, FreezeOutSchedule, FreezeOutSGD
-from rwc_keras.freezing import RWCFreezing
+from rwc_keras.callbacks.rwc_callback import RWCCallback
+from rwc_keras.freezing.freezeout import FreezeOut, FreezeOutSchedule, FreezeOutSGD
+from rwc_keras.freezing.rwc_freezing import RWCFreezing
 from rwc_keras.history import HistoryLogger
 from rwc_keras.models import build_model
 from rwc_keras.optimizer import TorchSGD

@@ -22,10 +22,10 @@ from tensorflow.python.eager import context
 from rwc_keras import FreezeOut, FreezeOutSchedule, FreezeOutSGD, ResumeCallback, RWCCallback
 from rwc_keras import RWCFreezing, spec
 from rwc_keras.data import Datasets
-from rwc_keras.freezeout import freezeout_times
+from rwc_keras.freezing.freezeout import freezeout_times
 from rwc_keras.freezing_bench import step_seconds, table
 from rwc_keras.freezer import freeze_unit, layer_units, saved_macs, training_macs
-from rwc_keras.freezing import leading_run, smooth
+from rwc_keras.freezing.rwc_freezing import leading_run, smooth
 from rwc_keras.freezing_report import write_report
 from rwc_keras.models import build_model
 from rwc_keras.rundir import RunDir
