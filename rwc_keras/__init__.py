@@ -10,14 +10,14 @@ import importlib
 # instead of after TensorFlow's multi-second import.
 _EXPORTS = {
     "RWCCallback": "rwc_keras.callbacks.rwc_callback",
-    "ResumeCallback": "rwc_keras.resume",
+    "ResumeCallback": "rwc_keras.callbacks.resume",
     "RWCFreezing": "rwc_keras.freezing.rwc_freezing",
     "FreezeOut": "rwc_keras.freezing.freezeout",
     "FreezeOutSchedule": "rwc_keras.freezing.freezeout",
     "FreezeOutSGD": "rwc_keras.freezing.freezeout",
-    "rwc": "rwc_keras.metric",
-    "rwc_norm": "rwc_keras.metric",
-    "rwc_stats": "rwc_keras.metric",
+    "rwc": "rwc_keras.measure.metric",
+    "rwc_norm": "rwc_keras.measure.metric",
+    "rwc_stats": "rwc_keras.measure.metric",
 }
 
 __all__ = list(_EXPORTS)

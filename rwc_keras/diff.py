@@ -7,17 +7,17 @@ Usage::
 A (the earlier) and B are Keras weight files (``model.save_weights("x.weights.h5")``) or
 saved models (``model.save("x.keras")``) of the same model. It prints one row per tracked
 tensor (as `RWCCallback` tracks them: trainable, more than one dimension unless
-``--include_1d``) with its group, the chosen measures of `rwc_keras.metric` (default: all),
+``--include_1d``) with its group, the chosen measures of `rwc_keras.measure.metric` (default: all),
 ``zeros`` and ``size``; ``--csv`` also writes them.
 
 Layer names and groups:
 
 * ``--arch`` (with ``--dataset`` for the input shape and classes) builds that model of
-  `rwc_keras.models` and reads both files into it: layers named as in ``rwc.csv`` (e.g.
+  `rwc_keras.experiment.models` and reads both files into it: layers named as in ``rwc.csv`` (e.g.
   ``conv1/kernel``) and the paper's groups.
 * Otherwise a ``.keras`` file among A and B brings its model, and the same names. A
   ``.keras`` file does not keep ``rwc_groups``; when the model's name is an architecture of
-  `rwc_keras.spec` (as `rwc_keras.models.build_model` names it), the groups come from that
+  `rwc_keras.spec` (as `rwc_keras.experiment.models.build_model` names it), the groups come from that
   architecture rebuilt with the saved model's input shape and classes.
 * Otherwise the names are the paths inside the weights file, such as
   ``layers/conv2d/vars/0`` (Keras stores layers by class name and variables by position),
@@ -142,7 +142,7 @@ def model_for(paths, arch, dataset_name):
         ``(model, groups, source)``: from ``arch`` when given, else from the first
         ``.keras`` file of ``paths``, else ``(None, {}, "the files' own layout")``.
     """
-    from rwc_keras.models import build_model  # noqa: PLC0415 (TensorFlow, after the checks)
+    from rwc_keras.experiment.models import build_model  # noqa: PLC0415 (TensorFlow, after the checks)
 
     if arch is not None:
         dataset = spec.dataset(dataset_name)
@@ -202,7 +202,7 @@ def diff_weights(earlier, later, initial=None, metrics=spec.METRICS, groups=None
         A DataFrame with columns ``layer``, ``group``, the measures in ``METRICS`` order,
         ``zeros`` and ``size``, rows in ``earlier``'s order.
     """
-    from rwc_keras.metric import layer_stats  # noqa: PLC0415
+    from rwc_keras.measure.metric import layer_stats  # noqa: PLC0415
 
     metrics = spec.check_metrics(metrics)
     initial = earlier if initial is None else initial
@@ -250,7 +250,7 @@ _METRICS = flags.DEFINE_list("metrics", list(spec.METRICS),
 _INITIAL = flags.DEFINE_string("initial", None, "Weights at train begin (.weights.h5 or "
                                ".keras) for dist_init and rotation; default A.")
 _ARCH = flags.DEFINE_enum("arch", None, list(spec.ARCHITECTURES),
-                          "Read the files into this model of rwc_keras.models: layer names "
+                          "Read the files into this model of rwc_keras.experiment.models: layer names "
                           "and groups for .weights.h5 files.")
 _DATASET = flags.DEFINE_enum("dataset", "cifar10", list(spec.DATASETS),
                              "The dataset --arch was built for (input channels, classes).")

@@ -1,15 +1,15 @@
 """The experiment schema: every fact about architectures, datasets and run folders, once.
 
 Everything else reads this module: the flags of ``rwc_keras.main`` take their choices from
-it, ``rwc_keras.models`` finds each architecture's builder by the name written here,
-``rwc_keras.data`` each dataset's reader and statistics, the callback and the driver the file
+it, ``rwc_keras.experiment.models`` finds each architecture's builder by the name written here,
+``rwc_keras.experiment.data.sources`` each dataset's reader and statistics, the callback and the driver the file
 names, CSV columns and TensorBoard tags, the report the groups, panels, titles and paper
 accuracies. The paper's claims about RWC, which only the report checks, are data too, in
-``rwc_keras.claims``. It imports no TensorFlow, so flag validation stays instant.
+``rwc_keras.analysis.claims``. It imports no TensorFlow, so flag validation stays instant.
 
 Adding an architecture is one `Architecture` entry here plus one builder function in
-``rwc_keras.models``; adding a dataset is one `Dataset` entry plus, when its raw files have a
-new layout, one reader in ``rwc_keras.data``. ``tests/test_spec.py`` checks that the schema
+``rwc_keras.experiment.models``; adding a dataset is one `Dataset` entry plus, when its raw files have a
+new layout, one reader in ``rwc_keras.experiment.data.sources``. ``tests/test_spec.py`` checks that the schema
 and the code agree.
 
 Where the facts come from (the paper, Table 1 and the authors' code): ``docs/paper_facts.md``.
@@ -32,7 +32,7 @@ class Architecture:
     Attributes:
         name: the ``--arch`` value.
         title: its name in figures and reports.
-        builder: the name of the function in ``rwc_keras.models`` that builds it.
+        builder: the name of the function in ``rwc_keras.experiment.models`` that builds it.
         groups: its layer groups, in plotting order (``docs/paper_facts.md``, section 2).
         panels: the groups each chart of the paper's figures shows together.
         lr: Table 1's learning rate per dataset.
@@ -98,7 +98,7 @@ EPOCHS = 150
 BATCH_SIZE = 128
 MOMENTUM = 0.9
 
-# The benches' optimizer (rwc_keras.bench, backend_bench, freezing_bench): a real run's
+# The benches' optimizer (rwc_keras.benchmarks.bench, backend_bench, freezing_bench): a real run's
 # update path, weight decay included; speed does not depend on the values.
 BENCH_LR, BENCH_WEIGHT_DECAY = 0.01, 1e-4
 
@@ -129,7 +129,7 @@ class Dataset:
             does not normalise this dataset.
         authors_std: the per-channel std the authors' loader divides by, or None.
         raw_format: the layout of the original files, which names the reader in
-            ``rwc_keras.data`` (``"idx"``, ``"cifar10"`` or ``"cifar100"``).
+            ``rwc_keras.experiment.data.sources`` (``"idx"``, ``"cifar10"`` or ``"cifar100"``).
         debian_package: the Debian package that ships the original files, or None.
         debian_dir: where that package puts them.
         download_host: ``(host, port)`` the TFDS builder downloads from.
@@ -242,7 +242,7 @@ def paper_top1(arch, dataset_name):
     return architecture(arch).paper_top1.get(dataset_name)
 
 
-# Every measure of a weight tensor RWCCallback can record (``rwc_keras.metric`` computes
+# Every measure of a weight tensor RWCCallback can record (``rwc_keras.measure.metric`` computes
 # them), in the order of the CSV's columns; each is a CSV column and a TensorBoard tag family.
 METRICS = ("rwc", "rwc_norm", "update_ratio", "dist_init", "rotation", "weight_norm")
 # The two RWC definitions (docs/paper_facts.md, section 1): always recorded, and the only
@@ -376,7 +376,7 @@ FREEZE_BATCHNORM = ("batch", "inference")
 FREEZING_CSV = "freezing.csv"
 FREEZING_COLUMNS = ("epoch", "step", "group", "layers", "smoothed", "peak", "saved_macs",
                     "train_macs")
-# Written by `python -m rwc_keras.freezing_report`, into the folder it compares.
+# Written by `python -m rwc_keras.report.freezing`, into the folder it compares.
 FREEZING_REPORT_MD = "freezing_report.md"
 FREEZING_PNG = "freezing.png"
 

@@ -10,7 +10,7 @@ import pytest
 
 
 def bench(*args):
-    return subprocess.run([sys.executable, "-m", "rwc_keras.backend_bench", *args],
+    return subprocess.run([sys.executable, "-m", "rwc_keras.benchmarks.backend_bench", *args],
                           capture_output=True, text=True, timeout=600)
 
 

@@ -56,7 +56,7 @@ def table_rows(text, title):
 
 def run_bench(*args):
     result = subprocess.run(
-        [sys.executable, "-m", "rwc_keras.bench", "--archs=alexnet", *args],
+        [sys.executable, "-m", "rwc_keras.benchmarks.bench", "--archs=alexnet", *args],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
@@ -95,7 +95,7 @@ def test_every_row_is_positive_with_its_ratio(bench_run):
 @pytest.mark.slow
 def test_header_names_machine_and_command(bench_run):
     stdout, _ = bench_run
-    assert "- command: `python -m rwc_keras.bench --archs=alexnet --quick" in stdout
+    assert "- command: `python -m rwc_keras.benchmarks.bench --archs=alexnet --quick" in stdout
     assert re.search(r"- CPU: .+, \d+ cores", stdout)
     assert "TensorFlow 2." in stdout and "Keras 3." in stdout
     # One progress line per measurement, before the tables.

@@ -1,4 +1,4 @@
-"""Tests of rwc_keras.data: raw file readers, source selection and the tf.data pipelines.
+"""Tests of rwc_keras.experiment.data.sources: raw file readers, source selection and the tf.data pipelines.
 
 Nothing here touches the network: TFDS runs under ``tfds.testing.mock_data`` and the
 download-host check is patched to report "unreachable" (see the autouse fixture).
@@ -16,7 +16,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from rwc_keras import data, spec
+from rwc_keras import spec
+from rwc_keras.experiment.data import sources as data
 
 from .helpers import write_idx, write_mnist_like
 

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rwc_keras import dynamics
-from rwc_keras.dynamics import (DynamicsError, adjusted_rand, cluster_layers, cluster_table,
+from rwc_keras.analysis import dynamics
+from rwc_keras.analysis.dynamics import (DynamicsError, adjusted_rand, cluster_layers, cluster_table,
                                 layer_curves, layer_groups, replace_outliers,
                                 settling_points)
 

@@ -21,15 +21,15 @@ from tensorflow.python.eager import context
 
 from rwc_keras import FreezeOut, FreezeOutSchedule, FreezeOutSGD, ResumeCallback, RWCCallback
 from rwc_keras import RWCFreezing, spec
-from rwc_keras.data import Datasets
+from rwc_keras.benchmarks.freezing_bench import step_seconds, table
+from rwc_keras.experiment.data.sources import Datasets
+from rwc_keras.experiment.models import build_model
+from rwc_keras.experiment.rundir import RunDir
+from rwc_keras.experiment.train import RunConfig, Trainer, run
 from rwc_keras.freezing.freezeout import freezeout_times
-from rwc_keras.freezing_bench import step_seconds, table
-from rwc_keras.freezer import freeze_unit, layer_units, saved_macs, training_macs
+from rwc_keras.freezing.freezer import freeze_unit, layer_units, saved_macs, training_macs
 from rwc_keras.freezing.rwc_freezing import leading_run, smooth
-from rwc_keras.freezing_report import write_report
-from rwc_keras.models import build_model
-from rwc_keras.rundir import RunDir
-from rwc_keras.train import RunConfig, Trainer, run
+from rwc_keras.report.freezing import write_report
 
 from .helpers import driver
 from .keras_helpers import StopAt, checkpoint_epoch, event_steps
@@ -710,13 +710,13 @@ def test_the_report_judges_the_goal_against_none_and_freezeout(tmp_path):
 
 @pytest.mark.slow
 def test_the_report_imports_no_tensorflow(tmp_path):
-    code = ("import sys, rwc_keras.freezing_report; "
+    code = ("import sys, rwc_keras.report.freezing; "
             "sys.exit('tensorflow' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
-    result = subprocess.run([sys.executable, "-m", "rwc_keras.freezing_report", str(tmp_path)],
+    result = subprocess.run([sys.executable, "-m", "rwc_keras.report.freezing", str(tmp_path)],
                             capture_output=True, text=True)
     assert result.returncode == 1
-    assert result.stderr.strip() == (f"rwc_keras.freezing_report: {tmp_path} holds no complete "
+    assert result.stderr.strip() == (f"rwc_keras.report.freezing: {tmp_path} holds no complete "
                                      "run (no seed_*/metrics.json below it)")
 
 

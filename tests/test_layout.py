@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from rwc_keras import RWCCallback, spec
-from rwc_keras.layout import build_layout, category_title, read_layout, write_layout
+from rwc_keras.callbacks.layout import build_layout, category_title, read_layout, write_layout
 
 GROUPS = ["early", "middle", "later", "head"]
 

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from rwc_keras import spec
-from rwc_keras.layout import read_layout
+from rwc_keras.callbacks.layout import read_layout
 
 from .helpers import driver
 
@@ -193,7 +193,7 @@ def test_existing_run_is_never_overwritten(mnist_dir, tmp_path):
 @pytest.mark.slow
 def test_driver_and_benchmark_import_together():
     # Their flags are defined only when each runs as a program, so both modules import.
-    code = "import rwc_keras.main, rwc_keras.bench, rwc_keras.report.__main__"
+    code = "import rwc_keras.main, rwc_keras.benchmarks.bench, rwc_keras.report.__main__"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -203,7 +203,7 @@ def test_driver_and_benchmark_import_together():
 def test_a_bug_shows_its_traceback(mnist_dir, tmp_path):
     # Only the driver's own error types become one line. A ValueError from a model builder
     # stands for a bug: its traceback must show.
-    code = ("import sys; from absl import app; from rwc_keras import main, models\n"
+    code = ("import sys; from absl import app; from rwc_keras import main; from rwc_keras.experiment import models\n"
             "def broken(*args, **kwargs): raise ValueError('a bug')\n"
             "models.alexnet = broken; main.define_flags()\n"
             f"sys.argv = ['main', '--arch=alexnet', '--dataset=mnist', '--data_dir={mnist_dir}', "

@@ -10,7 +10,7 @@ import pytest
 
 
 def bench(*args):
-    return subprocess.run([sys.executable, "-m", "rwc_keras.measurement_bench", *args],
+    return subprocess.run([sys.executable, "-m", "rwc_keras.benchmarks.measurement_bench", *args],
                           capture_output=True, text=True, timeout=600)
 
 

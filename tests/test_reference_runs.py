@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from rwc_keras import spec
-from rwc_keras import freezing_report
+from rwc_keras.report import freezing as freezing_report
 from rwc_keras.report import layer_dynamics, load_experiment, verdicts, write
 
 RUNS = pathlib.Path(__file__).resolve().parents[1] / "runs"

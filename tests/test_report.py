@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rwc_keras import claims, spec
+from rwc_keras import spec
+from rwc_keras.analysis import claims
 from rwc_keras.report import ExperimentError, figures, load_experiment, verdicts, write
 
 from .helpers import ROOT

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rwc_keras import dynamics, spec
+from rwc_keras import spec
+from rwc_keras.analysis import dynamics
 from rwc_keras.report import figures, layer_dynamics, load_experiment, write
 from rwc_keras.report.layer_dynamics import ClusterOptions
 

@@ -6,7 +6,10 @@ import sys
 
 import pytest
 
-from rwc_keras import claims, data, models, spec
+from rwc_keras import spec
+from rwc_keras.analysis import claims
+from rwc_keras.experiment import models
+from rwc_keras.experiment.data import sources as data
 
 
 def test_the_driver_flags_come_from_the_schema_without_tensorflow():

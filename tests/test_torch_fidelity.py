@@ -27,9 +27,9 @@ import pytest
 import tensorflow as tf
 
 from rwc_keras import spec
-from rwc_keras.data import DataUnavailableError, load_arrays
-from rwc_keras.models import TorchBatchNormalization
-from rwc_keras.optimizer import TorchSGD
+from rwc_keras.experiment.data.sources import DataUnavailableError, load_arrays
+from rwc_keras.experiment.models import TorchBatchNormalization
+from rwc_keras.experiment.optimizer import TorchSGD
 
 from .helpers import ROOT
 
@@ -144,7 +144,7 @@ def test_batch_norm_round_trips_through_its_config():
 def test_float64_models_keep_float64_logits():
     keras.config.set_floatx("float64")
     try:
-        from rwc_keras.models import build_model
+        from rwc_keras.experiment.models import build_model
         model = build_model("alexnet", (32, 32, 1), 10)
     finally:
         keras.config.set_floatx("float32")

@@ -1,4 +1,4 @@
-"""The driver's training loop (rwc_keras.train.Trainer): when it waits for the device, and
+"""The driver's training loop (rwc_keras.experiment.train.Trainer): when it waits for the device, and
 how a diverging loss stops it."""
 
 import math
@@ -9,9 +9,9 @@ import pytest
 import tensorflow as tf
 
 from rwc_keras import spec
-from rwc_keras.data import Datasets
-from rwc_keras.host_reads import HostReads
-from rwc_keras.train import RunConfig, Trainer, TrainingDiverged
+from rwc_keras.benchmarks.host_reads import HostReads
+from rwc_keras.experiment.data.sources import Datasets
+from rwc_keras.experiment.train import RunConfig, Trainer, TrainingDiverged
 
 STEPS, BATCH = 10, 8
 

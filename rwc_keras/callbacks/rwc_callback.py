@@ -12,8 +12,8 @@ import tensorflow as tf
 from keras import ops
 
 from rwc_keras import spec
-from rwc_keras.metric import initial_norms, layer_stats
-from rwc_keras.files import append_csv, csv_text, drop_csv_rows, drop_events
+from rwc_keras.callbacks.files import append_csv, csv_text, drop_csv_rows, drop_events
+from rwc_keras.measure.metric import initial_norms, layer_stats
 
 # The first part of every TensorBoard tag the callback writes: the families it owns in a
 # folder shared with other scalars (see on_resume).
@@ -49,7 +49,7 @@ class RWCCallback(keras.callbacks.Callback):
     previous point (the first time: the weights at train begin). Both definitions are
     always recorded, ``rwc = mean(|curr - prev| / |prev|)`` and ``rwc_norm = sum|curr -
     prev| / sum|prev|``; ``metrics`` adds others, computed in the same pass over each tensor
-    (see `rwc_keras.metric`): ``update_ratio`` (``||curr - prev|| / ||prev||``),
+    (see `rwc_keras.measure.metric`): ``update_ratio`` (``||curr - prev|| / ||prev||``),
     ``dist_init`` (``sum|curr - w0| / sum|w0|``), ``rotation`` (``1 - cos(curr, w0)``) and
     ``weight_norm`` (``||curr||``), where w0 are the weights at the first train begin. The
     work runs compiled on the weights' device against snapshots kept there (a
@@ -78,7 +78,7 @@ class RWCCallback(keras.callbacks.Callback):
       per-epoch measurement, the optimizer step otherwise.
 
     Layer groups: the model can declare them with an attribute ``rwc_groups``, a dict from
-    layer name (as in the CSV) to group name; the paper's models from `rwc_keras.models` do.
+    layer name (as in the CSV) to group name; the paper's models from `rwc_keras.experiment.models` do.
     The ``groups`` argument overrides it.
 
     Several ``fit()`` calls with one callback continue one record: the first measurement of
@@ -493,7 +493,7 @@ def _compiled(fn):
     """``fn`` of backend tensors, compiled on JAX and PyTorch as the bench found fastest.
 
     JAX: ``jax.jit``, traced and run with float64 enabled, which the measurement's
-    float64 accumulation needs (`rwc_keras.metric`) and which the model's float32 weights
+    float64 accumulation needs (`rwc_keras.measure.metric`) and which the model's float32 weights
     do not notice. PyTorch: eager, without the autograd graph.
     """
     if keras.backend.backend() == "jax":

@@ -13,10 +13,10 @@ Three pieces, used together:
   ``lr_i = lr / t_i`` (``scale_lr``, the default) or ``lr``. As in PyTorch, where FreezeOut
   sets each parameter group's rate before every step, the rate multiplies the whole momentum
   buffer: ``v <- momentum * v + g + wd * w; w <- w - lr_i(t) * v`` (PyTorch's coupled weight
-  decay, as `rwc_keras.optimizer.TorchSGD`). Computed in the graph from the optimizer's step.
+  decay, as `rwc_keras.experiment.optimizer.TorchSGD`). Computed in the graph from the optimizer's step.
 * `FreezeOut`: the callback that freezes unit i after the last step before ``t_i``, i.e.
   before the first step at which ``t >= t_i`` (its rate is 0 from there on, so its weights
-  would not move anyway); the mechanics are `rwc_keras.freezer.Freezer`'s.
+  would not move anyway); the mechanics are `rwc_keras.freezing.freezer.Freezer`'s.
 
 FreezeOut replaces the constant learning rate of the paper's protocol with these per-layer
 cosine schedules: a comparison with constant-rate runs compares both changes at once. Other
@@ -30,8 +30,8 @@ import math
 
 from keras import ops
 
-from rwc_keras.freezer import Freezer, layer_units
-from rwc_keras.optimizer import TorchSGD
+from rwc_keras.experiment.optimizer import TorchSGD
+from rwc_keras.freezing.freezer import Freezer, layer_units
 
 # How the linear position of a unit is turned into its freezing time (FreezeOut's how_scale).
 SCALES = {"linear": lambda x: x, "squared": lambda x: x ** 2, "cubic": lambda x: x ** 3}
@@ -71,7 +71,7 @@ class FreezeOutSchedule:
             ``lr``, so that every unit travels about as far as without annealing.
 
     Attributes:
-        units: the `rwc_keras.freezer.LayerUnit`s, single layers in model order.
+        units: the `rwc_keras.freezing.freezer.LayerUnit`s, single layers in model order.
         times: each unit's freezing time, as a fraction of training.
         freeze_steps: the first step at which each unit is frozen, ``ceil(t_i * total_steps)``.
     """
@@ -142,7 +142,7 @@ class FreezeOut(Freezer):
 
     Args:
         schedule: the model's `FreezeOutSchedule`.
-        batchnorm: ``"batch"`` (default) or ``"inference"``; see `rwc_keras.freezer`.
+        batchnorm: ``"batch"`` (default) or ``"inference"``; see `rwc_keras.freezing.freezer`.
         log_dir: where ``freezing.csv`` goes; default the folder of ``rwc``.
         rwc: the run's `RWCCallback`, if any: its TensorBoard writer is used.
         rebuild: rebuilds the train step after a freeze; default

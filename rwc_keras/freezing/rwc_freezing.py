@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from rwc_keras import spec
-from rwc_keras.freezer import Freezer, layer_units
+from rwc_keras.freezing.freezer import Freezer, layer_units
 
 
 def smooth(smoothed, peak, streak, values, smoothing, threshold):
@@ -88,7 +88,7 @@ class RWCFreezing(Freezer):
 
     Output, in the `RWCCallback`'s folder (or ``log_dir``): ``freezing.csv``, one row per
     frozen unit (``epoch,step,group,layers,smoothed,peak,saved_macs,train_macs``), and a
-    TensorBoard marker ``freezing/<group>``; see `rwc_keras.freezer`.
+    TensorBoard marker ``freezing/<group>``; see `rwc_keras.freezing.freezer`.
 
     Args:
         rwc: the run's `RWCCallback`.
@@ -100,7 +100,7 @@ class RWCFreezing(Freezer):
         metric: the RWC definition the rule reads: ``"rwc_norm"`` (Eq. 1 of the paper, the
             default: it moves smoothly) or ``"rwc"``.
         groups: a dict from layer name (as in ``rwc.csv``) to group, or a callable of the
-            layer name; see `rwc_keras.freezer.layer_units`.
+            layer name; see `rwc_keras.freezing.freezer.layer_units`.
         batchnorm: ``"batch"`` (default: frozen BatchNormalization layers keep normalising
             with the batch's statistics, so the forward pass does not change when they
             freeze) or ``"inference"`` (Keras's ``trainable = False``: moving statistics).

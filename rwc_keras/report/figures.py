@@ -12,7 +12,8 @@ Example:
 
 from matplotlib.figure import Figure
 
-from rwc_keras import dynamics, spec
+from rwc_keras import spec
+from rwc_keras.analysis import dynamics
 from rwc_keras.report.experiment import over_seeds
 
 # Fewer seeds than this get a min-max band instead of plus/minus one std.

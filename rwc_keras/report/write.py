@@ -5,7 +5,7 @@ layer, group and measure, see `rwc_keras.report.experiment`), ``<metric>_layers.
 measure the runs recorded: ``rwc_layers.png``, ``rwc_norm_layers.png`` and those of
 ``RWCCallback(metrics=...)``'s other measures (`rwc_keras.report.figures.rwc_figure`,
 ``rwc_norm``'s with the layers' settling points), ``accuracy.png``, the layer clusters'
-``clusters.png``, ``clusters_pca.png`` and ``clusters_k.png`` (`rwc_keras.dynamics`; none
+``clusters.png``, ``clusters_pca.png`` and ``clusters_k.png`` (`rwc_keras.analysis.dynamics`; none
 when the layers cannot be clustered) and ``report.md``: the final test accuracy beside the
 paper's, the paper's claims judged on the seed means and per seed for both RWC definitions
 (`rwc_keras.report.verdicts`; never on the other measures), the layer clusters and the
@@ -20,7 +20,8 @@ import os
 
 import numpy as np
 
-from rwc_keras import dynamics, spec
+from rwc_keras import spec
+from rwc_keras.analysis import dynamics
 from rwc_keras.report import figures, layer_dynamics, verdicts
 
 CLAIMS_HEADER = ("claim", "window", "seed means", "verdict", "per seed")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from keras.ops import convert_to_numpy as to_numpy
 
-from rwc_keras.optimizer import TorchSGD
+from rwc_keras.experiment.optimizer import TorchSGD
 
 from ..helpers import CPU_DEVICES
 

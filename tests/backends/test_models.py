@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rwc_keras import spec
-from rwc_keras.models import BN_EPSILON, BN_MOMENTUM, build_model
+from rwc_keras.experiment.models import BN_EPSILON, BN_MOMENTUM, build_model
 
 # The table of docs/paper_facts.md, section 2; the (100 classes, 1 channel) column is derived
 # from it: one input channel fewer removes the same 3*3*64 first-conv weights as with 10 classes.

@@ -2,8 +2,8 @@
 
 Keras picks its backend once, at import, so a script that compares backends runs itself with
 ``KERAS_BACKEND`` set and ``--measure_in_process``; that child measures and prints its result
-as one JSON line, which `measure_on_backend` reads back. `rwc_keras.backend_bench` and
-`rwc_keras.measurement_bench` work this way.
+as one JSON line, which `measure_on_backend` reads back. `rwc_keras.benchmarks.backend_bench` and
+`rwc_keras.benchmarks.measurement_bench` work this way.
 """
 
 import json

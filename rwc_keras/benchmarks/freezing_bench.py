@@ -2,18 +2,18 @@
 
 For each architecture (32x32x3 input, 10 classes, generated CIFAR-shaped data) it freezes the
 paper's groups one after the other, as `RWCFreezing` would (none, then the first, the first
-two, ... all but the head), rebuilds the driver's train step (`rwc_keras.train.Trainer`,
+two, ... all but the head), rebuilds the driver's train step (`rwc_keras.experiment.train.Trainer`,
 the same loop and optimizer as a run) and times training epochs of ``--steps`` steps. Each
 row: the median time per step over ``--repeats`` epochs (after an untimed one that traces),
 its min and max, its ratio to the unfrozen step, and the analytic share of a step's
-multiply-adds the frozen groups skip (`rwc_keras.freezer.saved_macs`): what the timing
+multiply-adds the frozen groups skip (`rwc_keras.freezing.freezer.saved_macs`): what the timing
 should approach when the convolutions dominate. It also gives the process's CPU time per
 step (all threads), which other programs sharing the machine disturb far less than the wall
 clock. Each round times every model once, starting
 with a different one each time, so that the machine's drift shows in every row alike.
 
 Example:
-  python -m rwc_keras.freezing_bench --archs=alexnet --steps=10 --repeats=3
+  python -m rwc_keras.benchmarks.freezing_bench --archs=alexnet --steps=10 --repeats=3
 """
 
 import statistics
@@ -25,9 +25,9 @@ import tensorflow as tf
 from absl import app, flags
 
 from rwc_keras import spec
-from rwc_keras.data import DATASETS, Datasets
-from rwc_keras.freezer import freeze_unit, layer_units, saved_macs, training_macs
-from rwc_keras.train import RunConfig, Trainer
+from rwc_keras.experiment.data.sources import DATASETS, Datasets
+from rwc_keras.experiment.train import RunConfig, Trainer
+from rwc_keras.freezing.freezer import freeze_unit, layer_units, saved_macs, training_macs
 
 FLAGS = flags.FLAGS
 
@@ -39,7 +39,7 @@ def define_flags():
     flags.DEFINE_integer("steps", 10, "Training steps per timed epoch.", lower_bound=1)
     flags.DEFINE_integer("repeats", 3, "Timed epochs per row.", lower_bound=1)
     flags.DEFINE_enum("batchnorm", "batch", spec.FREEZE_BATCHNORM,
-                      "How frozen BatchNormalization layers normalise (see rwc_keras.freezer).")
+                      "How frozen BatchNormalization layers normalise (see rwc_keras.freezing.freezer).")
     flags.register_validator(
         "archs", lambda archs: bool(archs) and set(archs) <= set(spec.ARCHITECTURES),
         message=f"--archs must be a comma-separated subset of {','.join(spec.ARCHITECTURES)}")
@@ -69,7 +69,7 @@ def step_seconds(arch, batch_size, steps, repeats, batchnorm):
     """Per number of frozen leading groups: the seconds per step of each timed epoch.
 
     Returns:
-        ``(units, wall, cpu)``: the model's `rwc_keras.freezer.LayerUnit`s (paper groups),
+        ``(units, wall, cpu)``: the model's `rwc_keras.freezing.freezer.LayerUnit`s (paper groups),
         and ``{frozen: [seconds per step, ...]}`` of wall-clock and of process CPU time.
     """
     # One trainer per prefix, built up front, so that the timed rounds can alternate.

@@ -14,8 +14,8 @@ the 1-minute load average before and after it: other work running on the machine
 every row.
 
 Example:
-  python -m rwc_keras.backend_bench --arch=resnet18 --output=backends.md
-  python -m rwc_keras.backend_bench --backends=jax,torch --batch_size=32 --steps=3
+  python -m rwc_keras.benchmarks.backend_bench --arch=resnet18 --output=backends.md
+  python -m rwc_keras.benchmarks.backend_bench --backends=jax,torch --batch_size=32 --steps=3
 """
 
 import datetime
@@ -31,7 +31,8 @@ import time
 import numpy as np
 from absl import app, flags
 
-from rwc_keras import backend_process, spec
+from rwc_keras import spec
+from rwc_keras.benchmarks import backend_process
 
 # Keras backend -> the package it runs on.
 BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
@@ -72,8 +73,8 @@ def train_images_per_second(arch, batch_size, warmup_steps, steps, repeats, jit_
     # parent, which measures nothing, checks its flags before any framework loads).
     import keras
 
-    from rwc_keras.models import build_model
-    from rwc_keras.optimizer import TorchSGD
+    from rwc_keras.experiment.models import build_model
+    from rwc_keras.experiment.optimizer import TorchSGD
 
     keras.utils.set_random_seed(0)
     model = build_model(arch, (spec.IMAGE_SIZE, spec.IMAGE_SIZE, 3), NUM_CLASSES)
@@ -102,7 +103,7 @@ def row(backend):
     if importlib.util.find_spec(BACKENDS[backend]) is None:
         return f"| {backend} | not installed (pip install -e '.[backends]') | | | | | |"
     print(f"measuring {backend} ...", flush=True)
-    measured = backend_process.measure_on_backend("rwc_keras.backend_bench", backend, [
+    measured = backend_process.measure_on_backend("rwc_keras.benchmarks.backend_bench", backend, [
         f"--arch={FLAGS.arch}", f"--batch_size={FLAGS.batch_size}",
         f"--warmup_steps={FLAGS.warmup_steps}", f"--steps={FLAGS.steps}",
         f"--repeats={FLAGS.repeats}", f"--jit_compile={FLAGS.jit_compile}"])
@@ -115,7 +116,7 @@ def row(backend):
 def report(rows, started):
     """The markdown table with the settings, machine and command above it."""
     return "\n".join([
-        f"- command: `python -m rwc_keras.backend_bench {shlex.join(sys.argv[1:])}`",
+        f"- command: `python -m rwc_keras.benchmarks.backend_bench {shlex.join(sys.argv[1:])}`",
         f"- started: {started.isoformat(timespec='seconds')}; "
         f"{os.cpu_count()} cores ({platform.machine()}), Python {platform.python_version()}, "
         f"Keras {importlib.metadata.version('keras')}",
@@ -131,7 +132,7 @@ def report(rows, started):
 
 def main(argv):
     if len(argv) > 1:
-        sys.exit(f"rwc_keras.backend_bench: error: unexpected arguments {argv[1:]}")
+        sys.exit(f"rwc_keras.benchmarks.backend_bench: error: unexpected arguments {argv[1:]}")
     if FLAGS.measure_in_process:
         backend_process.print_result(train_images_per_second(
             FLAGS.arch, FLAGS.batch_size, FLAGS.warmup_steps, FLAGS.steps, FLAGS.repeats,

@@ -9,10 +9,10 @@ For each architecture (32x32x3 input, 10 classes) it prints one table with:
    turns, wall and CPU time), against the naive way the paper's authors used (copy every
    tracked weight to numpy, compute in numpy), and with its CSV and TensorBoard writes, in
    ms and as a share of the step time;
-3. images/s the input pipeline (`rwc_keras.data.Datasets`, CIFAR-10 settings: crops and
+3. images/s the input pipeline (`rwc_keras.experiment.data.sources.Datasets`, CIFAR-10 settings: crops and
    flips, on generated in-memory CIFAR-shaped images) delivers alone, against what the model
    consumes;
-4. images/s of the training driver's own loop (`rwc_keras.train.Trainer` on that pipeline)
+4. images/s of the training driver's own loop (`rwc_keras.experiment.train.Trainer` on that pipeline)
    against plain ``fit``, under the default strategy and under ``MirroredStrategy`` over one
    device (alternating epochs), and how often per epoch the loop waits for the device
    (host reads of tensor values);
@@ -25,9 +25,9 @@ and reported as median, min and max. Ratios are median over median. ``--measurem
 times the measurement (2) alone, in seconds instead of minutes.
 
 Example:
-  python -m rwc_keras.bench --archs=alexnet --quick
-  python -m rwc_keras.bench --archs=resnet18 --measurement_only --repeats=9
-  python -m rwc_keras.bench --mixed_precision --output=BENCHMARKS.md
+  python -m rwc_keras.benchmarks.bench --archs=alexnet --quick
+  python -m rwc_keras.benchmarks.bench --archs=resnet18 --measurement_only --repeats=9
+  python -m rwc_keras.benchmarks.bench --mixed_precision --output=BENCHMARKS.md
 """
 
 import dataclasses
@@ -47,13 +47,14 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from rwc_keras.callbacks.rwc_callback import RWCCallback
-from rwc_keras.data import DATASETS, Datasets
-from rwc_keras.host_reads import HostReads
 from rwc_keras import spec
-from rwc_keras.models import build_model
-from rwc_keras.optimizer import TorchSGD
-from rwc_keras.train import RunConfig, Trainer
+from rwc_keras.benchmarks.host_reads import HostReads
+from rwc_keras.callbacks.rwc_callback import RWCCallback
+from rwc_keras.experiment.data.sources import DATASETS, Datasets
+from rwc_keras.experiment.models import build_model
+from rwc_keras.experiment.optimizer import TorchSGD
+from rwc_keras.experiment.train import RunConfig, Trainer
+
 
 def define_flags():
     """Defines the benchmark's flags; called only when it runs, so that importing this module
@@ -458,11 +459,11 @@ def bench_arch(arch, settings, peak):
         f"relative cost is about {fmt(CIFAR10_TRAIN_EXAMPLES // batch / steps)} times smaller "
         "than this row shows.",
         MEASUREMENT_NOTE,
-        "Input pipeline: rwc_keras.data.Datasets with CIFAR-10 settings (crops and flips) on "
+        "Input pipeline: rwc_keras.experiment.data.sources.Datasets with CIFAR-10 settings (crops and flips) on "
         "generated CIFAR-shaped uint8 images, iterated with no model.",
         "Driver rows: Trainer.train_epoch on that pipeline, the default strategy and "
         "MirroredStrategy over one device taking turns epoch by epoch; waits: tensor values "
-        "read into Python during one epoch (rwc_keras.host_reads), less those of building "
+        "read into Python during one epoch (rwc_keras.benchmarks.host_reads), less those of building "
         "the epoch's input pipeline.",
         f"Training FLOP/s: 3 x {forward / 1e9:.3g} GFLOP forward per image (2 x multiply-adds of "
         "conv and dense layers; backward counted as 2 x forward) x plain-fit images/s.",
@@ -536,7 +537,7 @@ def header(settings):
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return "\n".join([
         "## RWC benchmark", "",
-        f"- command: `python -m rwc_keras.bench {shlex.join(sys.argv[1:])}`",
+        f"- command: `python -m rwc_keras.benchmarks.bench {shlex.join(sys.argv[1:])}`",
         f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
         f"- CPU: {cpu_model()}, {os.cpu_count()} cores "
         f"({len(os.sched_getaffinity(0))} usable), load average at start {load} "
@@ -568,7 +569,7 @@ def resolve_settings():
 
 def main(argv):
     if len(argv) > 1:
-        sys.exit(f"rwc_keras.bench: error: unexpected arguments {argv[1:]}")
+        sys.exit(f"rwc_keras.benchmarks.bench: error: unexpected arguments {argv[1:]}")
     settings = resolve_settings()
     top = header(settings)
     print(top, flush=True)

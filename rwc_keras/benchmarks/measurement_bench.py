@@ -9,7 +9,7 @@ prints a markdown table, with the 1-minute load average before and after each ro
 work on the machine slows every row).
 
 Example:
-  python -m rwc_keras.measurement_bench --repeats=7
+  python -m rwc_keras.benchmarks.measurement_bench --repeats=7
 """
 
 import importlib.util
@@ -20,7 +20,8 @@ import time
 
 from absl import app, flags
 
-from rwc_keras import backend_process, spec
+from rwc_keras import spec
+from rwc_keras.benchmarks import backend_process
 
 BACKENDS = ("tensorflow", "jax", "torch")  # each backend's package has its name
 NUM_CLASSES = 10
@@ -44,7 +45,7 @@ def measurement_milliseconds(repeats):
     import keras
 
     from rwc_keras import RWCCallback
-    from rwc_keras.models import build_model
+    from rwc_keras.experiment.models import build_model
 
     keras.utils.set_random_seed(0)
     model = build_model("resnet18", (spec.IMAGE_SIZE, spec.IMAGE_SIZE, 3), NUM_CLASSES)
@@ -69,7 +70,7 @@ def row(backend):
     if importlib.util.find_spec(backend) is None:
         return f"| {backend} | not installed (pip install -e '.[backends]') | | | | |"
     measured = backend_process.measure_on_backend(
-        "rwc_keras.measurement_bench", backend, [f"--repeats={FLAGS.repeats}"])
+        "rwc_keras.benchmarks.measurement_bench", backend, [f"--repeats={FLAGS.repeats}"])
     cells = [f"{statistics.median(measured[name]):.1f} ({min(measured[name]):.1f}-"
              f"{max(measured[name]):.1f})" for name in ("rwc", "all")]
     return (f"| {backend} | {measured['tensors']} | {cells[0]} | {cells[1]} "

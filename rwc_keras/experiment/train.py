@@ -21,13 +21,13 @@ import tensorflow as tf
 from absl import logging
 
 from rwc_keras import spec
+from rwc_keras.callbacks.resume import ResumeCallback
 from rwc_keras.callbacks.rwc_callback import RWCCallback
+from rwc_keras.experiment.history import HistoryLogger
+from rwc_keras.experiment.models import build_model
+from rwc_keras.experiment.optimizer import TorchSGD
 from rwc_keras.freezing.freezeout import FreezeOut, FreezeOutSchedule, FreezeOutSGD
 from rwc_keras.freezing.rwc_freezing import RWCFreezing
-from rwc_keras.history import HistoryLogger
-from rwc_keras.models import build_model
-from rwc_keras.optimizer import TorchSGD
-from rwc_keras.resume import ResumeCallback
 
 # Steps between two reads of the running totals (progress bar, NaN check). The loop waits
 # for the device only then, so a GPU runs ahead in between; a NaN loss stops the run
@@ -104,7 +104,7 @@ class Trainer:
         config: the run's `RunConfig`.
         strategy: any `tf.distribute.Strategy`; with ``config.freeze`` other than ``"none"``
             one of a single host (freezing is decided by the chief's callbacks alone).
-        datasets: the `rwc_keras.data.Datasets` of the run (train(epoch) and test()).
+        datasets: the `rwc_keras.experiment.data.sources.Datasets` of the run (train(epoch) and test()).
         sync_every: steps between two reads of the device in `train_epoch`.
     """
 

@@ -15,7 +15,7 @@ A callback whose state must survive a restart takes part by defining two methods
   state yet and must raise an error saying so, never hand over an empty state.
 * ``on_resume(epoch, step)``: called after a restore with the epochs completed and the
   optimizer step of the checkpoint: drop what the callback wrote after it (CSV rows,
-  TensorBoard events; `rwc_keras.files` has the functions) before it writes anything new.
+  TensorBoard events; `rwc_keras.callbacks.files` has the functions) before it writes anything new.
   Files are therefore opened at the first ``on_epoch_begin``, not in ``on_train_begin``.
 
 Exact resume also needs the training data of an epoch to be a function of the epoch (e.g.

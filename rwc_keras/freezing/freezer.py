@@ -42,7 +42,7 @@ import keras
 import tensorflow as tf
 
 from rwc_keras import spec
-from rwc_keras.files import append_csv, csv_text, drop_csv_rows, drop_events
+from rwc_keras.callbacks.files import append_csv, csv_text, drop_csv_rows, drop_events
 
 _TAG_FAMILY = spec.freezing_tag("unit").split("/")[0]
 

@@ -1,4 +1,4 @@
-"""``python -m rwc_keras.freezing_report FOLDER``: layer freezing modes side by side.
+"""``python -m rwc_keras.report.freezing FOLDER``: layer freezing modes side by side.
 
 FOLDER holds driver runs of the same experiments with different ``--freeze`` modes, e.g. one
 ``--logdir`` per mode::
@@ -17,7 +17,7 @@ over seeds:
 * final test top-1, mean and standard deviation;
 * training compute saved: the multiply-adds the frozen layers' skipped backward pass saves
   over the steps they were frozen, as a share of the run's training multiply-adds (from
-  ``freezing.csv``; `rwc_keras.freezer.saved_macs` says what is counted);
+  ``freezing.csv``; `rwc_keras.freezing.freezer.saved_macs` says what is counted);
 * time to reach ``none``'s final top-1 (seed mean) minus 0.3 points: the training seconds
   up to the first epoch whose test top-1 reaches it, averaged over the seeds that reach it;
 * which groups froze when (epoch and step, per seed);
@@ -30,7 +30,7 @@ training time, one line per mode, one panel per experiment) into FOLDER and prin
 table. It imports no TensorFlow.
 
 Example:
-  python -m rwc_keras.freezing_report runs/freezing
+  python -m rwc_keras.report.freezing runs/freezing
 """
 
 import dataclasses
@@ -308,7 +308,7 @@ def main(argv):
     try:
         text, md_path, png_path = write_report(argv[1])
     except FreezingReportError as error:
-        sys.exit(f"rwc_keras.freezing_report: {error}")
+        sys.exit(f"rwc_keras.report.freezing: {error}")
     print(text)
     print(f"written: {md_path}, {png_path}")
 

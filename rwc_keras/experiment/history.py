@@ -7,8 +7,8 @@ import tensorflow as tf
 from tensorboard.plugins.custom_scalar import summary as custom_scalar_summary
 
 from rwc_keras import spec
-from rwc_keras.files import append_csv, csv_text, drop_csv_rows, drop_events
-from rwc_keras.layout import build_layout
+from rwc_keras.callbacks.files import append_csv, csv_text, drop_csv_rows, drop_events
+from rwc_keras.callbacks.layout import build_layout
 
 # The prefix of each split's metrics in the driver's logs: loss, test_loss, ...
 _LOG_PREFIX = dict(zip(spec.SPLITS, ("", "test_")))

@@ -422,7 +422,7 @@ def _without_autotuning(ds):
     Deleting an autotuned iterator waits for its tuning thread's next wake-up, which stalled
     every epoch (training and test pass) by up to about 10 s on 2 CPU cores (TF 2.21, seen in
     ``~RootDataset::Iterator``). Fixed parallelism has nothing to wait for and, at these batch
-    costs, loses no speed (``python -m rwc_keras.bench`` measures the pipeline alone).
+    costs, loses no speed (``python -m rwc_keras.benchmarks.bench`` measures the pipeline alone).
     """
     options = tf.data.Options()
     options.autotune.enabled = False

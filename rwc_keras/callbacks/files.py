@@ -1,5 +1,5 @@
 """The CSV and TensorBoard files of a run, as a restart needs them: appended row by row, and
-cut back to what was written before the restored checkpoint (see `rwc_keras.resume`).
+cut back to what was written before the restored checkpoint (see `rwc_keras.callbacks.resume`).
 
 Every path may be on any TensorFlow filesystem (``gs://`` included): files go through
 ``tf.io.gfile``.
