@@ -1,4 +1,5 @@
-"""Tests of rwc_keras.experiment.data.sources: raw file readers, source selection and the tf.data pipelines.
+"""Tests of rwc_keras.experiment.data: raw file readers, source selection (sources) and the
+tf.data pipelines (pipeline).
 
 Nothing here touches the network: TFDS runs under ``tfds.testing.mock_data`` and the
 download-host check is patched to report "unreachable" (see the autouse fixture).
@@ -17,17 +18,17 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from rwc_keras import spec
-from rwc_keras.experiment.data import sources as data
+from rwc_keras.experiment.data import pipeline, sources
 
 from .helpers import write_idx, write_mnist_like
 
-PAD = data.CROP_PADDING
+PAD = pipeline.CROP_PADDING
 
 
 @pytest.fixture(autouse=True)
 def offline(monkeypatch):
     """No test may reach the network: every download host reports unreachable."""
-    monkeypatch.setattr(data, "host_reachable", lambda host, port, timeout=3.0: False)
+    monkeypatch.setattr(sources, "host_reachable", lambda host, port, timeout=3.0: False)
 
 
 @pytest.fixture
@@ -52,7 +53,7 @@ def transform(raw, info, offset=(PAD, PAD), flip=False, normalize="authors"):
         offset: top-left corner of the crop in the zero-padded image (CIFAR only);
             (PAD, PAD) is the uncropped image.
         flip: mirror left-right.
-        normalize: one of data.NORMALIZATIONS.
+        normalize: one of pipeline.NORMALIZATIONS.
     """
     x = raw.astype(np.float32) / 255.0
     if info.channels == 3:
@@ -73,27 +74,27 @@ def all_augmentations(raw_images, info):
         if info.channels == 3
         else [(PAD, PAD)]
     )
-    candidates, sources, identity = [], [], []
+    candidates, origins, identity = [], [], []
     for i, raw in enumerate(raw_images):
         for offset in offsets:
             for flip in (False, True):
                 candidates.append(transform(raw, info, offset, flip))
-                sources.append(i)
+                origins.append(i)
                 identity.append(offset == (PAD, PAD) and not flip)
-    return np.stack(candidates), np.array(sources), np.array(identity)
+    return np.stack(candidates), np.array(origins), np.array(identity)
 
 
 # ---------------------------------------------------------------------------------------
 # The pipelines, on mocked TFDS data
 
 
-@pytest.mark.parametrize("name", sorted(data.DATASETS))
+@pytest.mark.parametrize("name", sorted(sources.DATASETS))
 def test_mocked_pipelines(name, no_debian):
-    info = data.DATASETS[name]
+    info = sources.DATASETS[name]
     n, batch = 12, 4
     with tfds.testing.mock_data(num_examples=n):
-        (x_raw, y_raw), (x_raw_test, y_raw_test) = data.load_arrays(name)
-        ds = data.make_datasets(name, batch_size=batch, seed=7)
+        (x_raw, y_raw), (x_raw_test, y_raw_test) = sources.load_arrays(name)
+        ds = pipeline.make_datasets(name, batch_size=batch, seed=7)
     side = 32 if info.channels == 3 else 28
     assert x_raw.shape == (n, side, side, info.channels) and x_raw.dtype == np.uint8
     assert y_raw.dtype == np.int64
@@ -118,14 +119,14 @@ def test_mocked_pipelines(name, no_debian):
 
     # Training data: every image is one of its example's possible crops/flips, each
     # example is used once, and some images are really augmented.
-    candidates, sources, identity = all_augmentations(x_raw, info)
+    candidates, origins, identity = all_augmentations(x_raw, info)
     used, augmented = [], 0
     for image, label in zip(*(np.concatenate(a) for a in zip(*train))):
         error = np.abs(candidates - image).reshape(len(candidates), -1).max(axis=1)
         match = int(np.argmin(error))
         assert error[match] < 1e-5
-        assert label == y_raw[sources[match]]
-        used.append(sources[match])
+        assert label == y_raw[origins[match]]
+        used.append(origins[match])
         augmented += not identity[match]
     assert sorted(used) == list(range(n))
     assert augmented > 0
@@ -149,12 +150,12 @@ KNOWN_PIXELS = {
 
 @pytest.mark.parametrize("name,normalize", sorted(KNOWN_PIXELS))
 def test_normalization_of_a_known_image(name, normalize):
-    info = data.DATASETS[name]
+    info = sources.DATASETS[name]
     side = 32 if info.channels == 3 else 28
     image = np.zeros((side, side, info.channels), np.uint8)
     image[:, : side // 2] = 255  # left half white, right half black
     arrays = (image[None], np.zeros(1, np.int64))
-    ds = data.Datasets(info, arrays, arrays, batch_size=1, seed=0, normalize=normalize)
+    ds = pipeline.Datasets(info, arrays, arrays, batch_size=1, seed=0, normalize=normalize)
     (x, _), = batches(ds.test())
     mean, std = (np.array(v, np.float32) for v in KNOWN_PIXELS[name, normalize])
     np.testing.assert_allclose(x[0, 5, 2], (1 - mean) / std * np.ones(info.channels), rtol=1e-5)
@@ -163,13 +164,13 @@ def test_normalization_of_a_known_image(name, normalize):
 
 def test_unknown_normalization_names_the_valid_ones():
     with pytest.raises(ValueError, match="normalize='imagenet'.*authors, dataset, none"):
-        data.DATASETS["mnist"].normalization("imagenet")
+        sources.DATASETS["mnist"].normalization("imagenet")
 
 
 def test_noshuffle_keeps_file_order_and_augments():
     with tfds.testing.mock_data(num_examples=32):
-        ds = data.make_datasets("cifar10", batch_size=8, seed=1, shuffle=False)
-        (_, y_raw), _ = data.load_arrays("cifar10")
+        ds = pipeline.make_datasets("cifar10", batch_size=8, seed=1, shuffle=False)
+        (_, y_raw), _ = sources.load_arrays("cifar10")
     first, second = ([np.concatenate(a) for a in zip(*batches(ds.train(e)))] for e in (0, 1))
     np.testing.assert_array_equal(first[1], y_raw)
     np.testing.assert_array_equal(second[1], y_raw)
@@ -178,9 +179,9 @@ def test_noshuffle_keeps_file_order_and_augments():
 
 def test_train_is_a_function_of_seed_and_epoch():
     with tfds.testing.mock_data(num_examples=32):
-        first = data.make_datasets("cifar10", batch_size=8, seed=1)
-        again = data.make_datasets("cifar10", batch_size=8, seed=1)  # e.g. a resumed run
-        other_seed = data.make_datasets("cifar10", batch_size=8, seed=2)
+        first = pipeline.make_datasets("cifar10", batch_size=8, seed=1)
+        again = pipeline.make_datasets("cifar10", batch_size=8, seed=1)  # e.g. a resumed run
+        other_seed = pipeline.make_datasets("cifar10", batch_size=8, seed=2)
 
     def flat(ds):
         return [np.concatenate(a) for a in zip(*batches(ds))]
@@ -199,11 +200,11 @@ def test_train_is_a_function_of_seed_and_epoch():
 
 def test_max_examples_and_too_few_for_a_batch():
     with tfds.testing.mock_data(num_examples=30):
-        ds = data.make_datasets(
+        ds = pipeline.make_datasets(
             "mnist", batch_size=8, seed=0, max_train_examples=17, max_test_examples=5
         )
         with pytest.raises(ValueError, match="fewer than one batch"):
-            data.make_datasets("mnist", batch_size=8, seed=0, max_train_examples=7)
+            pipeline.make_datasets("mnist", batch_size=8, seed=0, max_train_examples=7)
     assert (ds.num_train, ds.num_test) == (17, 5)
     assert [x.shape[0] for x, _ in batches(ds.train(0))] == [8, 8]
     assert [x.shape[0] for x, _ in batches(ds.test())] == [5]
@@ -218,7 +219,7 @@ def test_read_idx(tmp_path, gz):
     array = np.arange(2 * 3 * 5, dtype=np.uint8).reshape(2, 3, 5)
     path = tmp_path / "x-idx3-ubyte"
     write_idx(path, array, gz)
-    np.testing.assert_array_equal(data.read_idx(path), array)
+    np.testing.assert_array_equal(sources.read_idx(path), array)
 
 
 @pytest.mark.parametrize(
@@ -235,7 +236,7 @@ def test_read_idx_rejects_bad_files(tmp_path, content, problem):
     path = tmp_path / "broken-idx3-ubyte"
     path.write_bytes(content)
     with pytest.raises(ValueError, match=problem) as error:
-        data.read_idx(path)
+        sources.read_idx(path)
     assert str(path) in str(error.value)
 
 
@@ -243,7 +244,7 @@ def test_read_idx_rejects_bad_files(tmp_path, content, problem):
 def test_mnist_from_raw_files(tmp_path, in_subfolder, gz):
     folder = tmp_path / "mnist" if in_subfolder else tmp_path
     expected = write_mnist_like(folder, num_train=9, num_test=4, gz=gz)
-    loaded = data.load_arrays("mnist", data_dir=str(tmp_path))
+    loaded = sources.load_arrays("mnist", data_dir=str(tmp_path))
     for (x, y), (x_want, y_want) in zip(loaded, expected):
         assert x.dtype == np.uint8 and y.dtype == np.int64
         np.testing.assert_array_equal(x, x_want)
@@ -255,7 +256,7 @@ def test_truncated_raw_file_is_reported(tmp_path):
     path = tmp_path / "t10k-images-idx3-ubyte"
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(ValueError, match="size mismatch") as error:
-        data.load_arrays("mnist", data_dir=str(tmp_path))
+        sources.load_arrays("mnist", data_dir=str(tmp_path))
     assert str(path) in str(error.value)
 
 
@@ -283,7 +284,7 @@ def test_cifar10_from_raw_files(tmp_path, subfolder):
         batch, images = cifar_batch(rng, 3, [b"labels"])
         write_pickle(folder / name, batch)
         parts.append((images, np.array(batch[b"labels"])))
-    (x, y), (x_test, y_test) = data.load_arrays("cifar10", data_dir=str(tmp_path))
+    (x, y), (x_test, y_test) = sources.load_arrays("cifar10", data_dir=str(tmp_path))
     np.testing.assert_array_equal(x, np.concatenate([p[0] for p in parts[:5]]))
     np.testing.assert_array_equal(y, np.concatenate([p[1] for p in parts[:5]]))
     np.testing.assert_array_equal(x_test, parts[5][0])
@@ -300,7 +301,7 @@ def test_cifar100_from_raw_files_uses_fine_labels(tmp_path):
         batch, images = cifar_batch(rng, n, [b"fine_labels", b"coarse_labels"])
         write_pickle(folder / name, batch)
         expected.append((images, np.array(batch[b"fine_labels"])))
-    for (x, y), (x_want, y_want) in zip(data.load_arrays("cifar100", str(tmp_path)), expected):
+    for (x, y), (x_want, y_want) in zip(sources.load_arrays("cifar100", str(tmp_path)), expected):
         np.testing.assert_array_equal(x, x_want)
         np.testing.assert_array_equal(y, y_want)
 
@@ -311,7 +312,7 @@ def test_corrupt_cifar_file_is_reported(tmp_path):
     (folder / "train").write_bytes(b"not a pickle")
     (folder / "test").write_bytes(b"not a pickle")
     with pytest.raises(ValueError, match="not a readable CIFAR") as error:
-        data.load_arrays("cifar100", str(tmp_path))
+        sources.load_arrays("cifar100", str(tmp_path))
     assert str(folder / "train") in str(error.value)
 
 
@@ -323,7 +324,7 @@ def test_real_fashion_mnist_from_debian():
     info = spec.DATASETS["fashion_mnist"]
     if not os.path.isdir(info.debian_dir):
         pytest.skip(f"{info.debian_dir} is absent: `apt-get install {info.debian_package}`")
-    ds = data.make_datasets("fashion_mnist", batch_size=500, seed=0)
+    ds = pipeline.make_datasets("fashion_mnist", batch_size=500, seed=0)
     assert ds.source.startswith("Debian")
     assert (ds.num_train, ds.num_test) == (60_000, 10_000)
     x, y = next(iter(ds.train(0)))
@@ -348,8 +349,8 @@ def test_unavailable_dataset_fails_fast_and_says_why(tmp_path):
     data_dir.mkdir()
     (data_dir / "notes.txt").write_text("not a dataset")
     start = time.monotonic()
-    with pytest.raises(data.DataUnavailableError) as error:
-        data.make_datasets("cifar10", batch_size=8, seed=0, data_dir=str(data_dir))
+    with pytest.raises(sources.DataUnavailableError) as error:
+        pipeline.make_datasets("cifar10", batch_size=8, seed=0, data_dir=str(data_dir))
     assert time.monotonic() - start < 10
     message = str(error.value)
     for part in ("'cifar10'", str(data_dir), "cifar-10-batches-py", "TFDS",
@@ -364,9 +365,9 @@ def test_missing_or_empty_data_dir_is_an_error_at_once(tmp_path, data_dir_state,
         data_dir.mkdir()
     # Even where another source exists (Debian's Fashion-MNIST), a mistyped --data_dir must
     # not silently fall back to it.
-    monkeypatch.setattr(data, "_load_tfds", lambda *args: pytest.fail("TFDS was tried"))
-    with pytest.raises(data.DataUnavailableError) as error:
-        data.load_arrays("fashion_mnist", data_dir=str(data_dir))
+    monkeypatch.setattr(sources, "_load_tfds", lambda *args: pytest.fail("TFDS was tried"))
+    with pytest.raises(sources.DataUnavailableError) as error:
+        sources.load_arrays("fashion_mnist", data_dir=str(data_dir))
     message = str(error.value)
     assert str(data_dir) in message and "fashion_mnist" in message
     assert ("is empty" if data_dir_state == "empty" else "does not exist") in message
@@ -374,8 +375,8 @@ def test_missing_or_empty_data_dir_is_an_error_at_once(tmp_path, data_dir_state,
 
 def test_unavailable_fashion_mnist_names_the_debian_package(tmp_path, no_debian):
     (tmp_path / "notes.txt").write_text("not a dataset")
-    with pytest.raises(data.DataUnavailableError) as error:
-        data.load_arrays("fashion_mnist", data_dir=str(tmp_path))
+    with pytest.raises(sources.DataUnavailableError) as error:
+        sources.load_arrays("fashion_mnist", data_dir=str(tmp_path))
     assert "apt-get install dataset-fashion-mnist" in str(error.value)
     assert "no-debian: not installed" in str(error.value)
 
@@ -390,13 +391,13 @@ def test_tfds_download_only_when_host_reachable(monkeypatch):
             raise AssertionError("Dataset mnist: could not find data")  # TFDS's "not prepared"
         return arrays
 
-    monkeypatch.setattr(data, "_load_tfds", fake_load_tfds)
-    monkeypatch.setattr(data, "host_reachable", lambda host, port, timeout=3.0: True)
-    assert data.load_arrays("mnist") is arrays
+    monkeypatch.setattr(sources, "_load_tfds", fake_load_tfds)
+    monkeypatch.setattr(sources, "host_reachable", lambda host, port, timeout=3.0: True)
+    assert sources.load_arrays("mnist") is arrays
     assert calls == [False, True]
 
 
 def test_unknown_dataset_name():
-    for call in (lambda: data.load_arrays("svhn"), lambda: data.make_datasets("svhn", 8, 0)):
+    for call in (lambda: sources.load_arrays("svhn"), lambda: pipeline.make_datasets("svhn", 8, 0)):
         with pytest.raises(ValueError, match="'svhn'.*cifar10.*mnist"):
             call()

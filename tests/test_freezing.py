@@ -22,7 +22,7 @@ from tensorflow.python.eager import context
 from rwc_keras import FreezeOut, FreezeOutSchedule, FreezeOutSGD, ResumeCallback, RWCCallback
 from rwc_keras import RWCFreezing, spec
 from rwc_keras.benchmarks.freezing_bench import step_seconds, table
-from rwc_keras.experiment.data.sources import Datasets
+from rwc_keras.experiment.data.pipeline import Datasets
 from rwc_keras.experiment.models import build_model
 from rwc_keras.experiment.rundir import RunDir
 from rwc_keras.experiment.train import RunConfig, Trainer, run

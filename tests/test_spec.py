@@ -9,7 +9,7 @@ import pytest
 from rwc_keras import spec
 from rwc_keras.analysis import claims
 from rwc_keras.experiment import models
-from rwc_keras.experiment.data import sources as data
+from rwc_keras.experiment.data import sources
 
 
 def test_the_driver_flags_come_from_the_schema_without_tensorflow():
@@ -41,7 +41,7 @@ def test_every_architecture_has_a_builder_and_complete_tables(arch):
 @pytest.mark.parametrize("name", spec.DATASETS)
 def test_every_dataset_has_a_reader_and_statistics(name):
     entry = spec.DATASETS[name]
-    assert entry.raw_format in data._EXPECTED_FILES
+    assert entry.raw_format in sources._EXPECTED_FILES
     assert len(entry.mean) == len(entry.std) == entry.channels
     for normalize in spec.NORMALIZATIONS:
         mean_std = entry.normalization(normalize)

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from rwc_keras import spec
 from rwc_keras.benchmarks.host_reads import HostReads
-from rwc_keras.experiment.data.sources import Datasets
+from rwc_keras.experiment.data.pipeline import Datasets
 from rwc_keras.experiment.train import RunConfig, Trainer, TrainingDiverged
 
 STEPS, BATCH = 10, 8

@@ -9,7 +9,7 @@ For each architecture (32x32x3 input, 10 classes) it prints one table with:
    turns, wall and CPU time), against the naive way the paper's authors used (copy every
    tracked weight to numpy, compute in numpy), and with its CSV and TensorBoard writes, in
    ms and as a share of the step time;
-3. images/s the input pipeline (`rwc_keras.experiment.data.sources.Datasets`, CIFAR-10 settings: crops and
+3. images/s the input pipeline (`rwc_keras.experiment.data.pipeline.Datasets`, CIFAR-10 settings: crops and
    flips, on generated in-memory CIFAR-shaped images) delivers alone, against what the model
    consumes;
 4. images/s of the training driver's own loop (`rwc_keras.experiment.train.Trainer` on that pipeline)
@@ -50,7 +50,7 @@ from absl import app, flags
 from rwc_keras import spec
 from rwc_keras.benchmarks.host_reads import HostReads
 from rwc_keras.callbacks.rwc_callback import RWCCallback
-from rwc_keras.experiment.data.sources import DATASETS, Datasets
+from rwc_keras.experiment.data.pipeline import DATASETS, Datasets
 from rwc_keras.experiment.models import build_model
 from rwc_keras.experiment.optimizer import TorchSGD
 from rwc_keras.experiment.train import RunConfig, Trainer
@@ -459,7 +459,7 @@ def bench_arch(arch, settings, peak):
         f"relative cost is about {fmt(CIFAR10_TRAIN_EXAMPLES // batch / steps)} times smaller "
         "than this row shows.",
         MEASUREMENT_NOTE,
-        "Input pipeline: rwc_keras.experiment.data.sources.Datasets with CIFAR-10 settings (crops and flips) on "
+        "Input pipeline: rwc_keras.experiment.data.pipeline.Datasets with CIFAR-10 settings (crops and flips) on "
         "generated CIFAR-shaped uint8 images, iterated with no model.",
         "Driver rows: Trainer.train_epoch on that pipeline, the default strategy and "
         "MirroredStrategy over one device taking turns epoch by epoch; waits: tensor values "

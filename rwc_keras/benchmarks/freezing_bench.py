@@ -25,7 +25,7 @@ import tensorflow as tf
 from absl import app, flags
 
 from rwc_keras import spec
-from rwc_keras.experiment.data.sources import DATASETS, Datasets
+from rwc_keras.experiment.data.pipeline import DATASETS, Datasets
 from rwc_keras.experiment.train import RunConfig, Trainer
 from rwc_keras.freezing.freezer import freeze_unit, layer_units, saved_macs, training_macs
 

@@ -229,7 +229,7 @@ def report_experiment(path):
 
 def train_experiment():
     """Trains every seed of the flags' experiment, then reports on it (chief only)."""
-    from rwc_keras.experiment.data.sources import make_datasets
+    from rwc_keras.experiment.data.pipeline import make_datasets
     from rwc_keras.experiment.rundir import RunDir
     from rwc_keras.experiment.train import RunConfig, is_chief, run
 
