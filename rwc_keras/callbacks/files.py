@@ -6,6 +6,7 @@ Every path may be on any TensorFlow filesystem (``gs://`` included): files go th
 """
 
 import csv
+import datetime
 import io
 import os
 
@@ -78,3 +79,46 @@ def drop_events(folder, drop):
             for record in kept:
                 writer.write(record)
         tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def new_run_dir(parent="runs", prefix="rwc"):
+    """Creates and returns a fresh, never reused folder ``<parent>/<prefix>-<time>[-k]``.
+
+    ``os.makedirs(exist_ok=False)`` is atomic, so two runs started in the same second
+    (or two processes) each get their own folder.
+    """
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = os.path.join(parent, f"{prefix}-{stamp}")
+    candidate, k = base, 1
+    while True:
+        try:
+            os.makedirs(candidate, exist_ok=False)
+            return candidate
+        except FileExistsError:
+            k += 1
+            candidate = f"{base}-{k}"
+
+
+def open_csv(path, columns, keep_rows=True, written_by="this writer"):
+    """Makes ``path`` a CSV headed by ``columns``, keeping the rows already there.
+
+    A file with its header alone (left by a run killed before its first row) counts as
+    empty. ``written_by`` names the writer in the error of a file with other columns.
+
+    Raises:
+        FileExistsError: the file holds rows and ``keep_rows`` is False.
+        ValueError: the file holds rows under other columns.
+    """
+    has_rows = False
+    if tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path) as f:
+            header, has_rows = f.readline().strip(), bool(f.readline())
+    if has_rows and not keep_rows:
+        raise FileExistsError(f"{path} already exists; choose another log_dir or pass append=True")
+    if has_rows and header != ",".join(columns):
+        raise ValueError(
+            f"{path} has the columns {header}, {written_by} write {','.join(columns)}: "
+            "pass the metrics it was written with, or choose another log_dir")
+    if not has_rows:
+        with tf.io.gfile.GFile(path, "w") as f:
+            f.write(csv_text([columns]))

@@ -1,9 +1,7 @@
 """`RWCCallback`: per-layer Relative Weight Change during `model.fit`, to CSV and TensorBoard."""
 
-import datetime
 import math
 import os
-import re
 
 import keras
 import numpy as np
@@ -12,35 +10,12 @@ import tensorflow as tf
 from keras import ops
 
 from rwc_keras import spec
-from rwc_keras.callbacks.files import append_csv, csv_text, drop_csv_rows, drop_events
+from rwc_keras.callbacks.files import (append_csv, drop_csv_rows, drop_events, new_run_dir,
+                                       open_csv)
+from rwc_keras.callbacks.summaries import TAG_FAMILIES, write_scalars
+from rwc_keras.measure.compiled import compiled, copies, norms_of
 from rwc_keras.measure.metric import initial_norms, layer_stats
-
-# The first part of every TensorBoard tag the callback writes: the families it owns in a
-# folder shared with other scalars (see on_resume).
-_TAG_FAMILIES = frozenset(
-    tag.split("/")[0]
-    for metric in spec.METRICS
-    for tag in (spec.layer_tag(metric, "", "layer"), spec.group_mean_tag(metric, "group"))
-)
-
-
-def new_run_dir(parent="runs", prefix="rwc"):
-    """Creates and returns a fresh, never reused folder ``<parent>/<prefix>-<time>[-k]``.
-
-    ``os.makedirs(exist_ok=False)`` is atomic, so two runs started in the same second
-    (or two processes) each get their own folder.
-    """
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = os.path.join(parent, f"{prefix}-{stamp}")
-    candidate, k = base, 1
-    while True:
-        try:
-            os.makedirs(candidate, exist_ok=False)
-            return candidate
-        except FileExistsError:
-            k += 1
-            candidate = f"{base}-{k}"
-
+from rwc_keras.measure.selection import group_of, select_variables
 
 class RWCCallback(keras.callbacks.Callback):
     """Tracks the Relative Weight Change (RWC) of every layer during training.
@@ -173,49 +148,16 @@ class RWCCallback(keras.callbacks.Callback):
     def _layer_name(self, variable):
         return spec.layer_name(self.model, variable)
 
-    def _select(self):
-        candidates = [
-            v
-            for v in self.model.trainable_variables
-            if self.include_1d or len(v.shape) > 1
-        ]
-        include = self.include
-        if include is None:
-            selected = candidates
-        elif isinstance(include, str):
-            pattern = re.compile(include)
-            selected = [v for v in candidates if pattern.search(self._layer_name(v))]
-        elif callable(include):
-            selected = [v for v in candidates if include(v)]
-        else:
-            wanted = set(include)
-            selected = [v for v in candidates if self._layer_name(v) in wanted]
-            missing = wanted - {self._layer_name(v) for v in selected}
-            if missing:
-                raise ValueError(
-                    f"RWCCallback include names not found among trackable variables: "
-                    f"{sorted(missing)}; available: "
-                    f"{[self._layer_name(v) for v in candidates]}"
-                )
-        if not selected:
-            raise ValueError(
-                f"RWCCallback tracks no variable (include={include!r}, "
-                f"include_1d={self.include_1d}); model variables: "
-                f"{[self._layer_name(v) for v in self.model.trainable_variables]}"
-            )
-        return selected
-
     def _group_of(self, layer):
         groups = self.groups
         if groups is None:
-            groups = getattr(self.model, "rwc_groups", None) or {}
-        group = groups(layer) if callable(groups) else groups.get(layer)
-        return group or ""
+            groups = getattr(self.model, "rwc_groups", None)
+        return group_of(groups, layer) or ""
 
     # -- state -----------------------------------------------------------------------------
 
     def _build_state(self):
-        self._tracked = self._select()
+        self._tracked = select_variables(self.model, self.include, self.include_1d)
         self._meta = []
         for v in self._tracked:
             layer = self._layer_name(v)
@@ -224,13 +166,13 @@ class RWCCallback(keras.callbacks.Callback):
         if keras.backend.backend() == "tensorflow":
             self._build_tensorflow_state()
         else:
-            self._measure_fn = _compiled(self._stats_and_copies)
+            self._measure_fn = compiled(self._stats_and_copies)
             self._sync_weights()
-            copies = _compiled(_copies)
-            self._snapshots = copies([v.value for v in self._tracked])
+            copy = compiled(copies)
+            self._snapshots = copy([v.value for v in self._tracked])
             if spec.needs_initial(self.metrics):
-                self._initials = copies(self._snapshots)
-                self._initial_norms = _compiled(_norms_of)(self._initials)
+                self._initials = copy(self._snapshots)
+                self._initial_norms = compiled(norms_of)(self._initials)
         self._summarise_fn = None
         self._state_model = self.model
 
@@ -296,7 +238,7 @@ class RWCCallback(keras.callbacks.Callback):
                       lambda row: int(row["step"]) <= step)
         last_tensorboard_step = epoch if self.update_freq == "epoch" else step
         drop_events(self.log_dir, lambda tag, event_step: (
-            tag.split("/")[0] in _TAG_FAMILIES and event_step > last_tensorboard_step))
+            tag.split("/")[0] in TAG_FAMILIES and event_step > last_tensorboard_step))
 
     # -- files -----------------------------------------------------------------------------
 
@@ -305,23 +247,8 @@ class RWCCallback(keras.callbacks.Callback):
             self.log_dir = new_run_dir()
         tf.io.gfile.makedirs(self.log_dir)
         path = os.path.join(self.log_dir, spec.RWC_CSV)
-        columns = spec.rwc_columns(self.metrics)
-        has_rows = False
-        if tf.io.gfile.exists(path):
-            with tf.io.gfile.GFile(path) as f:
-                # A header alone was left by a run killed before its first measurement.
-                header, has_rows = f.readline().strip(), bool(f.readline())
-        if has_rows and not (self.append or self._resumed):
-            raise FileExistsError(
-                f"{path} already exists; choose another log_dir or pass append=True"
-            )
-        if has_rows and header != ",".join(columns):
-            raise ValueError(
-                f"{path} has the columns {header}, these metrics write {','.join(columns)}: "
-                "pass the metrics it was written with, or choose another log_dir")
-        if not has_rows:
-            with tf.io.gfile.GFile(path, "w") as f:
-                f.write(csv_text([columns]))
+        open_csv(path, spec.rwc_columns(self.metrics), keep_rows=self.append or self._resumed,
+                 written_by="these metrics")
         self._csv_path = path
         self._writer = tf.summary.create_file_writer(self.log_dir)
         if self.verbose:
@@ -347,7 +274,7 @@ class RWCCallback(keras.callbacks.Callback):
 
     def _stats_and_copies(self, snapshots, currents, initials, norms):
         """A pure function for JAX and PyTorch: the measures and the next snapshots."""
-        return self._stats(snapshots, currents, initials, norms), _copies(currents)
+        return self._stats(snapshots, currents, initials, norms), copies(currents)
 
     def _measure_and_advance(self):
         """TensorFlow, in-graph: the measures of every tracked tensor against its snapshot
@@ -364,23 +291,8 @@ class RWCCallback(keras.callbacks.Callback):
         return values
 
     def _summarise(self, values, tensorboard_step):
-        """Every TensorBoard scalar of one measurement: in-graph on TensorFlow, eagerly
-        from the host's values on the other backends."""
         with self._writer.as_default(step=tensorboard_step):
-            members = {}
-            for index, (layer, group, _) in enumerate(self._meta):
-                for column, metric in enumerate(self.metrics):
-                    tf.summary.scalar(spec.layer_tag(metric, group, layer),
-                                      values[index, column])
-                if group:
-                    members.setdefault(group, []).append(index)
-            for group, indices in members.items():
-                for column, metric in enumerate(self.metrics):
-                    group_values = tf.gather(values[:, column], indices)
-                    finite = tf.boolean_mask(group_values, ~tf.math.is_nan(group_values))
-                    # The mean of no finite value is NaN, as in the CSV's all-zero rule.
-                    tf.summary.scalar(spec.group_mean_tag(metric, group),
-                                      tf.reduce_mean(finite))
+            write_scalars(self._meta, self.metrics, values)
 
     def _measure_and_summarise(self, epoch):
         """TensorFlow, in-graph: the measurement, the optimizer step and every scalar."""
@@ -480,34 +392,3 @@ class RWCCallback(keras.callbacks.Callback):
             return pd.read_csv(f, keep_default_na=False,
                                na_values={metric: ["nan"] for metric in self.metrics})
 
-
-def _copies(tensors):
-    return [ops.copy(tensor) for tensor in tensors]
-
-
-def _norms_of(initials):
-    return [initial_norms(initial) for initial in initials]
-
-
-def _compiled(fn):
-    """``fn`` of backend tensors, compiled on JAX and PyTorch as the bench found fastest.
-
-    JAX: ``jax.jit``, traced and run with float64 enabled, which the measurement's
-    float64 accumulation needs (`rwc_keras.measure.metric`) and which the model's float32 weights
-    do not notice. PyTorch: eager, without the autograd graph.
-    """
-    if keras.backend.backend() == "jax":
-        import jax  # noqa: PLC0415 (only on this backend)
-
-        jitted = jax.jit(fn)
-
-        def run(*args):
-            with jax.enable_x64(True):
-                return jitted(*args)
-        return run
-    import torch  # noqa: PLC0415 (only on this backend)
-
-    def run_without_grad(*args):
-        with torch.no_grad():
-            return fn(*args)
-    return run_without_grad

@@ -7,7 +7,7 @@ import tensorflow as tf
 from tensorboard.plugins.custom_scalar import summary as custom_scalar_summary
 
 from rwc_keras import spec
-from rwc_keras.callbacks.files import append_csv, csv_text, drop_csv_rows, drop_events
+from rwc_keras.callbacks.files import append_csv, drop_csv_rows, drop_events, open_csv
 from rwc_keras.callbacks.layout import build_layout
 
 # The prefix of each split's metrics in the driver's logs: loss, test_loss, ...
@@ -64,8 +64,7 @@ class HistoryLogger(keras.callbacks.Callback):
         with self.rwc.summary_writer.as_default():
             tf.summary.experimental.write_raw_pb(layout, step=0)
         self.rwc.summary_writer.flush()
-        with tf.io.gfile.GFile(self._path, "w") as f:
-            f.write(csv_text([spec.HISTORY_COLUMNS]))
+        open_csv(self._path, spec.HISTORY_COLUMNS)
 
     def on_epoch_end(self, epoch, logs=None):
         append_csv(self._path, [[epoch + 1] + [logs[key] for key in _LOG_KEYS]])

@@ -42,7 +42,7 @@ import keras
 import tensorflow as tf
 
 from rwc_keras import spec
-from rwc_keras.callbacks.files import append_csv, csv_text, drop_csv_rows, drop_events
+from rwc_keras.callbacks.files import append_csv, drop_csv_rows, drop_events, open_csv
 
 _TAG_FAMILY = spec.freezing_tag("unit").split("/")[0]
 
@@ -316,9 +316,7 @@ class Freezer(keras.callbacks.Callback):
         folder = self._folder()
         tf.io.gfile.makedirs(folder)
         self._csv_path = os.path.join(folder, spec.FREEZING_CSV)
-        if not tf.io.gfile.exists(self._csv_path):
-            with tf.io.gfile.GFile(self._csv_path, "w") as f:
-                f.write(csv_text([spec.FREEZING_COLUMNS]))
+        open_csv(self._csv_path, spec.FREEZING_COLUMNS)
         if self.rwc is None:
             self._own_writer = tf.summary.create_file_writer(folder)
 
