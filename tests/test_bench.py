@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from rwc_keras.benchmarks import machine
+
 IN_GRAPH = "RWC measurement, in-graph (callback)"
 WITH_FILES = "RWC measurement + CSV and TensorBoard writes (on_epoch_end)"
 MEASUREMENT_ROWS = {
@@ -96,7 +98,7 @@ def test_every_row_is_positive_with_its_ratio(bench_run):
 def test_header_names_machine_and_command(bench_run):
     stdout, _ = bench_run
     assert "- command: `python -m rwc_keras.benchmarks.bench --archs=alexnet --quick" in stdout
-    assert re.search(r"- CPU: .+, \d+ cores", stdout)
+    assert re.search(r"- CPU: .+, \d+ cores \(\d+ usable\), flags [A-Z0-9_ ]+, load", stdout)
     assert "TensorFlow 2." in stdout and "Keras 3." in stdout
     # One progress line per measurement, before the tables.
     assert stdout.index("[alexnet] fit, plain:") < stdout.index("### alexnet")
@@ -116,3 +118,15 @@ def test_measurement_only_times_the_measurement_alone():
     stdout = run_bench("--measurement_only", "--repeats=1")
     check_rows(table_rows(stdout, "alexnet"), MEASUREMENT_ROWS)
     assert "### reference matmul" not in stdout and "fit, plain" not in stdout
+
+
+def test_cpu_flags_lists_the_vector_flags_cpuinfo_reports(tmp_path, monkeypatch):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Some CPU\n"
+                       "flags\t\t: fpu sse avx2 fma avx512f avx512_bf16 avx512fp16\n")
+    monkeypatch.setattr(machine, "CPUINFO", str(cpuinfo))
+    assert machine.cpu_model() == "Some CPU"
+    # avx is not avx2's prefix match: only whole flags count.
+    assert machine.cpu_flags() == "AVX2 FMA AVX512F AVX512_BF16"
+    monkeypatch.setattr(machine, "CPUINFO", str(tmp_path / "missing"))
+    assert machine.cpu_flags() == "unknown"

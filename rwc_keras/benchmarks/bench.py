@@ -33,11 +33,9 @@ Example:
 import dataclasses
 import datetime
 import itertools
-import math
 import os
 import platform
 import shlex
-import statistics
 import sys
 import tempfile
 import time
@@ -49,11 +47,16 @@ from absl import app, flags
 
 from rwc_keras import spec
 from rwc_keras.benchmarks.host_reads import HostReads
+from rwc_keras.benchmarks.machine import cpu_flags, cpu_model, device_names
+from rwc_keras.benchmarks.measurement_cost import MEASUREMENT_NOTE, measurement_rows
+from rwc_keras.benchmarks.tables import Table, fmt
+from rwc_keras.benchmarks.timing import EpochTimer, time_calls
 from rwc_keras.callbacks.rwc_callback import RWCCallback
 from rwc_keras.experiment.data.pipeline import DATASETS, Datasets
 from rwc_keras.experiment.models import build_model
 from rwc_keras.experiment.optimizer import TorchSGD
 from rwc_keras.experiment.train import RunConfig, Trainer
+from rwc_keras.freezing.freezer import layer_macs
 
 
 def define_flags():
@@ -84,17 +87,13 @@ def define_flags():
 
 FLAGS = flags.FLAGS
 
-# RWC measurements per timed repetition: one takes milliseconds, too short to time alone.
-MEASUREMENT_CALLS = 5
-# The measures timed in the callback's measurement: the RWC alone (its default), with each
-# other measure, and all together.
-METRIC_CHOICES = (spec.RWC_METRICS,
-                  *((metric,) for metric in spec.METRICS if metric not in spec.RWC_METRICS),
-                  spec.METRICS)
 # (update_freq, row name) of the RWCCallback settings compared with plain fit.
 RWC_SETTINGS = (("epoch", "fit + RWC every epoch"), (10, "fit + RWC every 10 steps"),
                 (1, "fit + RWC every step"))
 CIFAR10_TRAIN_EXAMPLES = 50_000
+# CIFAR-10's images and classes: every figure is measured on CIFAR-shaped data.
+INPUT_SHAPE = (spec.IMAGE_SIZE, spec.IMAGE_SIZE, spec.DATASETS["cifar10"].channels)
+NUM_CLASSES = spec.DATASETS["cifar10"].num_classes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,115 +109,6 @@ class Settings:
     measurement_only: bool
 
 
-@dataclasses.dataclass
-class Row:
-    """One measured figure: a value per repetition, its unit, and a ratio to another row."""
-
-    name: str
-    values: list
-    unit: str
-    ratio: str = ""
-
-    @property
-    def median(self):
-        """The median over the repetitions: the figure the tables and ratios use."""
-        return statistics.median(self.values)
-
-
-class Table:
-    """One table of rows; prints a progress line as each row is measured (the run is long)."""
-
-    def __init__(self, title, notes=()):
-        self.title = title
-        self.notes = list(notes)
-        self.rows = []
-
-    def add(self, name, values, unit, reference=None):
-        """Adds and prints a row; with a ``reference`` Row its ratio column reads
-        ``<this median / reference median> x <reference name>``."""
-        row = Row(name, list(values), unit)
-        if reference is not None:
-            row.ratio = f"{row.median / reference.median:.3g} x {reference.name}"
-        self.rows.append(row)
-        print(f"[{self.title}] {name}: {fmt(row.median)} {unit} "
-              f"(min {fmt(min(row.values))}, max {fmt(max(row.values))}) {row.ratio}", flush=True)
-        return row
-
-    def markdown(self):
-        """The table as markdown: a heading, the rows, then the notes as a list."""
-        lines = [f"### {self.title}", "",
-                 "| measurement | median | min | max | unit | ratio |",
-                 "| --- | ---: | ---: | ---: | --- | --- |"]
-        for row in self.rows:
-            lines.append(f"| {row.name} | {fmt(row.median)} | {fmt(min(row.values))} | "
-                         f"{fmt(max(row.values))} | {row.unit} | {row.ratio} |")
-        lines += [""] + [f"- {note}" for note in self.notes]
-        return "\n".join(lines) + "\n"
-
-
-def fmt(value):
-    """Three significant digits, without exponents for the benchmark's usual magnitudes."""
-    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
-
-
-# ---------------------------------------------------------------------------------------
-# Timing
-
-
-def time_calls(fn, repeats, number=1):
-    """Seconds per call of ``fn``: one untimed warm-up call, then ``repeats`` timings of
-    ``number`` calls each. ``fn`` must wait for its own results (e.g. call ``.numpy()``)."""
-    fn()
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        seconds.append((time.perf_counter() - start) / number)
-    return seconds
-
-
-def alternating_milliseconds(functions, repeats, number):
-    """ms per call of each of ``functions``, wall and CPU time, one value per repeat.
-
-    After one untimed warm-up call each, the functions take turns within every repeat, each
-    running ``number`` times, so that a machine whose speed drifts (other work starting or
-    stopping) slows them all alike. CPU time is the process's (all its threads): it counts
-    the work done, which other processes on the machine hardly change. Each function must
-    wait for its own results (e.g. call ``.numpy()``).
-
-    Returns:
-        ``(wall, cpu)``: per function, its list of values.
-    """
-    for fn in functions:
-        fn()
-    wall, cpu = [[] for _ in functions], [[] for _ in functions]
-    for _ in range(repeats):
-        for fn, walls, cpus in zip(functions, wall, cpu):
-            start_wall, start_cpu = time.perf_counter(), time.process_time()
-            for _ in range(number):
-                fn()
-            walls.append(1000 * (time.perf_counter() - start_wall) / number)
-            cpus.append(1000 * (time.process_time() - start_cpu) / number)
-    return wall, cpu
-
-
-class EpochTimer(keras.callbacks.Callback):
-    """Seconds of every epoch of a ``fit`` call; listed last, so it includes other callbacks."""
-
-    def __init__(self):
-        super().__init__()
-        self.seconds = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        # A GPU runs ahead of Python: reading a variable the last step wrote waits for it.
-        self.model.optimizer.iterations.numpy()
-        self.seconds.append(time.perf_counter() - self._start)
-
-
 # ---------------------------------------------------------------------------------------
 # The measurements
 
@@ -231,8 +121,8 @@ def fit_images_per_second(model, settings, callbacks=()):
     falls once in a real run, instead of in every repetition as separate ``fit`` calls would
     put it. The same batch every step: the model's cost alone, no input work.
     """
-    x = tf.random.normal([settings.batch_size, 32, 32, 3])
-    y = tf.random.uniform([settings.batch_size], maxval=10, dtype=tf.int64)
+    x = tf.random.normal([settings.batch_size, *INPUT_SHAPE])
+    y = tf.random.uniform([settings.batch_size], maxval=NUM_CLASSES, dtype=tf.int64)
     data = tf.data.Dataset.from_tensors((x, y)).repeat()
     timer = EpochTimer()
     model.fit(data, epochs=1 + settings.repeats, steps_per_epoch=settings.steps, shuffle=False,
@@ -240,83 +130,13 @@ def fit_images_per_second(model, settings, callbacks=()):
     return [settings.steps * settings.batch_size / s for s in timer.seconds[1:]]
 
 
-def naive_measurement(tracked):
-    """The authors' way: every measurement copies the weights to numpy and computes there.
-
-    Returns a function doing one measurement: both RWC definitions of every tensor against
-    the previous call's copy, which it then replaces.
-    """
-    previous = [v.numpy() for v in tracked]
-
-    def measure():
-        nonlocal previous
-        current = [v.numpy() for v in tracked]
-        values = [(np.mean(np.abs(c - p) / np.abs(p)), np.sum(np.abs(c - p)) / np.sum(np.abs(p)))
-                  for p, c in zip(previous, current)]
-        previous = current
-        return values
-
-    return measure
-
-
-def started_callback(model, log_dir, metrics):
-    """An `RWCCallback` recording ``metrics`` on ``model``, set up as ``fit`` sets it up."""
-    callback = RWCCallback(log_dir, metrics=metrics, verbose=0)
-    callback.set_model(model)
-    callback.on_train_begin()
-    callback.on_epoch_begin(0)
-    return callback
-
-
-def measurement_rows(table, model, log_root, settings):
-    """Adds the rows of one RWC measurement's cost on ``model``'s weights to ``table``.
-
-    In-graph is the callback's compiled measurement alone (all tensors against the
-    snapshots, and w0 for the measures needing it, then snapshots <- weights, one scalar per
-    measure and tensor to the host), for each of `METRIC_CHOICES`, the callbacks taking
-    turns; with files is the whole ``on_epoch_end`` hook, CSV rows and TensorBoard scalars
-    included (the RWC alone and all measures taking turns): what a measurement costs a
-    training run.
-
-    Returns:
-        The two with-files Rows: the RWC alone, all measures.
-    """
-    callbacks = [started_callback(model, os.path.join(log_root, "_".join(metrics)), metrics)
-                 for metrics in METRIC_CHOICES]
-    rwc_alone, everything = callbacks[0], callbacks[-1]
-    try:
-        wall, cpu = alternating_milliseconds([c.measure for c in callbacks], settings.repeats,
-                                             MEASUREMENT_CALLS)
-        with_files, _ = alternating_milliseconds(
-            [lambda c=c: c.on_epoch_end(0) for c in (rwc_alone, everything)],
-            settings.repeats, MEASUREMENT_CALLS)
-    finally:
-        for callback in callbacks:
-            callback.on_train_end()
-    naive = time_calls(naive_measurement(rwc_alone.tracked_variables), settings.repeats,
-                       MEASUREMENT_CALLS)
-    in_graph = table.add("RWC measurement, in-graph (callback)", wall[0], "ms")
-    for metrics, values in zip(METRIC_CHOICES[1:-1], wall[1:-1]):
-        table.add(f"RWC and {', '.join(metrics)} measurement, in-graph", values, "ms",
-                  in_graph)
-    table.add("all metrics measurement, in-graph", wall[-1], "ms", in_graph)
-    cpu_alone = table.add("RWC measurement, in-graph, CPU time", cpu[0], "ms")
-    table.add("all metrics measurement, in-graph, CPU time", cpu[-1], "ms", cpu_alone)
-    table.add("RWC measurement, naive numpy", [1000 * s for s in naive], "ms", in_graph)
-    rwc_files = table.add("RWC measurement + CSV and TensorBoard writes (on_epoch_end)",
-                          with_files[0], "ms")
-    all_files = table.add("all metrics measurement + CSV and TensorBoard writes "
-                          "(on_epoch_end)", with_files[1], "ms", rwc_files)
-    return rwc_files, all_files
-
-
 def generated_cifar(settings):
     """The CIFAR-10 pipeline (crops and flips) over random uint8 images, one epoch of
     ``steps`` batches. Shaped like CIFAR-10 so it matches the 32x32x3 models."""
     rng = np.random.default_rng(0)
     count = settings.steps * settings.batch_size
-    images = rng.integers(0, 256, size=(count, 32, 32, 3), dtype=np.uint8)
-    labels = rng.integers(0, 10, size=count, dtype=np.int64)
+    images = rng.integers(0, 256, size=(count, *INPUT_SHAPE), dtype=np.uint8)
+    labels = rng.integers(0, NUM_CLASSES, size=count, dtype=np.int64)
     test = (images[:settings.batch_size], labels[:settings.batch_size])
     return Datasets(DATASETS["cifar10"], (images, labels), test, settings.batch_size, seed=0,
                     source="generated")
@@ -386,20 +206,14 @@ def driver_host_reads(trainer, callbacks, settings):
 
 
 def forward_flops_per_image(model):
-    """FLOPs of one image's forward pass: 2 x the multiply-adds of every conv and dense layer.
+    """FLOPs of one image's forward pass: 2 x the multiply-adds of every layer with a kernel
+    (`layer_macs`).
 
     Pooling, BatchNorm, ReLU and additions are left out; TensorFlow's profiler
     (``float_operation()`` on the inference graph) counts within 0.2% of this for all three
     paper models.
     """
-    flops = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            # Every output position does a full kernel's worth of multiply-adds.
-            flops += 2 * math.prod(layer.output.shape[1:3]) * math.prod(layer.kernel.shape)
-        elif isinstance(layer, keras.layers.Dense):
-            flops += 2 * math.prod(layer.kernel.shape)
-    return flops
+    return 2 * sum(layer_macs(layer) for layer in model.layers)
 
 
 def matmul_gflops(size, dtype, repeats):
@@ -418,19 +232,11 @@ def compiled_model(arch, settings):
     # Set per model: the driver's Trainer (measured in bench_arch) restores the default policy.
     keras.mixed_precision.set_global_policy(
         "mixed_bfloat16" if settings.mixed_precision else "float32")
-    model = build_model(arch, (32, 32, 3), 10)
+    model = build_model(arch, INPUT_SHAPE, NUM_CLASSES)
     model.compile(optimizer=TorchSGD(spec.BENCH_LR, spec.MOMENTUM, spec.BENCH_WEIGHT_DECAY),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   jit_compile=settings.jit_compile)
     return model
-
-
-MEASUREMENT_NOTE = (
-    f"RWC measurement: ms per call, {MEASUREMENT_CALLS} calls per repetition; in-graph = the "
-    "callback's compiled measurement (no file writing) of the RWC alone (rwc, rwc_norm, "
-    "zeros), with one more measure, or with all, the callbacks taking turns within each "
-    "repetition; CPU time = the process's, all threads; naive = numpy copies of every tracked "
-    "weight, then numpy mean(|curr-prev|/|prev|) and the L1-norm ratio.")
 
 
 def bench_measurement(arch, settings):
@@ -441,18 +247,10 @@ def bench_measurement(arch, settings):
     return table
 
 
-def bench_arch(arch, settings, peak):
-    """Measures everything for one architecture; returns its Table.
-
-    Args:
-        arch: a name of ``rwc_keras.spec.ARCHITECTURES``.
-        settings: the `Settings`.
-        peak: the matmul Row of the training compute dtype, for the FLOP/s fraction.
-    """
-    model = compiled_model(arch, settings)
-    forward = forward_flops_per_image(model)
+def arch_notes(settings, forward):
+    """The notes under an architecture's table: how each kind of row was measured."""
     steps, batch = settings.steps, settings.batch_size
-    table = Table(arch, notes=[
+    return [
         f"fit rows: {settings.repeats} timed epochs of {steps} steps after a warm-up epoch. "
         f"'RWC every epoch' measures once per {steps} steps; a real CIFAR epoch has "
         f"{CIFAR10_TRAIN_EXAMPLES // batch} steps at batch {batch}, so in a real run its "
@@ -467,7 +265,20 @@ def bench_arch(arch, settings, peak):
         "the epoch's input pipeline.",
         f"Training FLOP/s: 3 x {forward / 1e9:.3g} GFLOP forward per image (2 x multiply-adds of "
         "conv and dense layers; backward counted as 2 x forward) x plain-fit images/s.",
-    ])
+    ]
+
+
+def bench_arch(arch, settings, peak):
+    """Measures everything for one architecture; returns its Table.
+
+    Args:
+        arch: a name of ``rwc_keras.spec.ARCHITECTURES``.
+        settings: the `Settings`.
+        peak: the matmul Row of the training compute dtype, for the FLOP/s fraction.
+    """
+    model = compiled_model(arch, settings)
+    forward = forward_flops_per_image(model)
+    table = Table(arch, notes=arch_notes(settings, forward))
     with tempfile.TemporaryDirectory() as log_root:
         plain = table.add("fit, plain", fit_images_per_second(model, settings), "img/s")
         for update_freq, name in RWC_SETTINGS:
@@ -512,26 +323,6 @@ def bench_arch(arch, settings, peak):
 # Report
 
 
-def cpu_model():
-    """The CPU's marketing name from /proc/cpuinfo (Linux), else what platform knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def device_names():
-    """TensorFlow's logical devices, GPUs with their model name."""
-    names = [device.name for device in tf.config.list_logical_devices()]
-    for gpu in tf.config.list_physical_devices("GPU"):
-        names.append(tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name))
-    return names
-
-
 def header(settings):
     """Markdown lines describing the machine, the software and the exact command."""
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -540,13 +331,13 @@ def header(settings):
         f"- command: `python -m rwc_keras.benchmarks.bench {shlex.join(sys.argv[1:])}`",
         f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
         f"- CPU: {cpu_model()}, {os.cpu_count()} cores "
-        f"({len(os.sched_getaffinity(0))} usable), load average at start {load} "
-        "(other work running distorts every figure)",
+        f"({len(os.sched_getaffinity(0))} usable), flags {cpu_flags()}, load average at "
+        f"start {load} (other work running distorts every figure)",
         f"- devices: {', '.join(device_names())}",
         f"- Python {platform.python_version()}, TensorFlow {tf.__version__}, "
         f"Keras {keras.__version__}, NumPy {np.__version__}",
         f"- batch {settings.batch_size}, {settings.steps} steps per timed epoch, "
-        f"{settings.repeats} repeats, 32x32x3 input, 10 classes, "
+        f"{settings.repeats} repeats, {'x'.join(map(str, INPUT_SHAPE))} input, {NUM_CLASSES} classes, "
         f"{'mixed_bfloat16' if settings.mixed_precision else 'float32'}, "
         f"jit_compile={settings.jit_compile}",
         "- every figure: median, min and max over the repeats; ratio = this median / the "
