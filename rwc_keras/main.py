@@ -3,7 +3,8 @@ the driver itself is `rwc_keras.experiment.driver`."""
 
 from absl import app
 
-from rwc_keras.experiment.driver import define_flags, main
+from rwc_keras.experiment.driver import main
+from rwc_keras.experiment.flags import define_flags
 
 if __name__ == "__main__":
     define_flags()

@@ -112,6 +112,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # Input normalisations (``--normalize``): the authors' loaders, the dataset's own mean and
 # std, or none at all ([0, 1] pixels).
 NORMALIZATIONS = ("authors", "dataset", "none")
+DEFAULT_NORMALIZATION = "authors"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -358,10 +359,11 @@ SPLITS = ("train", "test")
 EPOCH_METRICS = ("loss", "top1", "top5")
 
 
-# -- layer freezing (rwc_keras.freezing.rwc_freezing, rwc_keras.freezing.freezeout) ------------------------------
+# -- layer freezing (rwc_keras.freezing) -----------------------------------------------------
 
 # ``--freeze``: no freezing, the RWC rule (`RWCFreezing`) or FreezeOut's schedule.
 FREEZE_MODES = ("none", "rwc", "freezeout")
+DEFAULT_FREEZE = "none"
 # The RWC freezing rule's defaults (`rwc_keras.RWCFreezing`; docs/freezing.md says how they
 # were chosen), for RWC measured once per epoch. The driver's --freeze_<name> flags.
 RWC_FREEZING_RULE = {"threshold": 0.5, "patience": 1, "smoothing": 0.25, "warmup": 0.1}
@@ -369,6 +371,7 @@ RWC_FREEZING_RULE = {"threshold": 0.5, "patience": 1, "smoothing": 0.25, "warmup
 # froze (its scale and offset fixed, its moving statistics still updated), or in inference
 # mode with its moving statistics, which is what Keras's ``trainable = False`` means.
 FREEZE_BATCHNORM = ("batch", "inference")
+DEFAULT_FREEZE_BATCHNORM = "batch"
 # Written by a freezing callback, per run: one row per frozen layer group. ``smoothed`` and
 # ``peak`` are the RWC rule's (empty for FreezeOut). ``saved_macs``: multiply-adds per
 # example that every training step skips from then on (all groups frozen so far);

@@ -54,8 +54,8 @@ class RunConfig:
     rwc_every: str = "epoch"
     jit_compile: bool = False
     mixed_precision: bool = False
-    freeze: str = "none"
-    freeze_bn: str = "batch"
+    freeze: str = spec.DEFAULT_FREEZE
+    freeze_bn: str = spec.DEFAULT_FREEZE_BATCHNORM
     # RWCFreezing's threshold, patience, smoothing and warmup (with freeze="rwc").
     freeze_rule: dict = dataclasses.field(default_factory=lambda: dict(spec.RWC_FREEZING_RULE))
     rwc_metrics: tuple = spec.RWC_METRICS
@@ -112,7 +112,7 @@ class Trainer:
         if config.freeze not in spec.FREEZE_MODES:
             raise ValueError(f"freeze must be one of {', '.join(spec.FREEZE_MODES)}, "
                              f"got {config.freeze!r}")
-        if config.freeze != "none" and isinstance(
+        if config.freeze != spec.DEFAULT_FREEZE and isinstance(
                 strategy, tf.distribute.MultiWorkerMirroredStrategy):
             raise ValueError("layer freezing runs on one host: the chief alone decides it")
         self.config = config

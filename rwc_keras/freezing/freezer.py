@@ -183,7 +183,7 @@ def saved_macs(units, frozen):
     return 2 * sum(below) - below[0] + (above[0] if above else 0)
 
 
-def freeze_unit(unit, batchnorm="batch"):
+def freeze_unit(unit, batchnorm=spec.DEFAULT_FREEZE_BATCHNORM):
     """Takes the variables of ``unit``'s layers out of the trainable ones.
 
     Args:
@@ -219,7 +219,8 @@ class Freezer(keras.callbacks.Callback):
         verbose: 1 prints a line per frozen unit; 0 is silent.
     """
 
-    def __init__(self, log_dir=None, rwc=None, batchnorm="batch", rebuild=None, verbose=1):
+    def __init__(self, log_dir=None, rwc=None, batchnorm=spec.DEFAULT_FREEZE_BATCHNORM,
+                 rebuild=None, verbose=1):
         super().__init__()
         if batchnorm not in spec.FREEZE_BATCHNORM:
             raise ValueError(f"batchnorm must be one of {', '.join(spec.FREEZE_BATCHNORM)}, "

@@ -46,6 +46,7 @@ from absl import app
 from matplotlib.figure import Figure
 
 from rwc_keras import spec
+from rwc_keras.experiment.flags import FREEZE_RULE_FLAGS, read_flagfile
 
 # How far below the unfrozen runs' final top-1 a mode counts as having reached it, and
 # as keeping their accuracy.
@@ -98,18 +99,12 @@ class Run:
         return [f"{row.group}@{row.epoch} ({row.step})" for row in self.freezes.itertuples()]
 
 
-def _flag(flagfile, name, default):
-    for line in flagfile.splitlines():
-        if line.startswith(f"--{name}="):
-            return line.split("=", 1)[1]
-    return default
-
-
 def mode_label(flagfile):
     """The run's ``--freeze`` mode, with the rule's values that are not the defaults."""
-    mode = _flag(flagfile, "freeze", "none")
-    values = {name: _flag(flagfile, f"freeze_{name}", None) for name in spec.RWC_FREEZING_RULE}
-    changed = [f"{name}={value}" for name, value in values.items() if value is not None]
+    values = read_flagfile(flagfile)
+    mode = values.get("freeze", spec.DEFAULT_FREEZE)
+    changed = [f"{name}={values[flag]}" for flag, name in FREEZE_RULE_FLAGS.items()
+               if flag in values]
     return f"{mode} ({', '.join(changed)})" if changed else mode
 
 
@@ -277,7 +272,7 @@ def figure(experiments):
                     label=f"{mode} (n={len(modes[mode])})")
         if target is not None:
             ax.axhline(target * 100, color="grey", linestyle="--", linewidth=1,
-                       label="none's final - 0.3")
+                       label=f"none's final - {TARGET_MARGIN * 100:.1f}")
         ax.set(title=experiment, xlabel="training seconds", ylabel="test top-1 (%)")
         ax.legend()
     return fig

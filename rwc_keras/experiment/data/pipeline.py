@@ -57,7 +57,7 @@ class Datasets:
     """
 
     def __init__(self, info, train_arrays, test_arrays, batch_size, seed, source="",
-                 normalize="authors", shuffle=True):
+                 normalize=spec.DEFAULT_NORMALIZATION, shuffle=True):
         self.info = info
         self.batch_size = batch_size
         self.seed = seed
@@ -168,7 +168,7 @@ def _random_crop(images, seed):
 
 def make_datasets(
     name, batch_size, seed, data_dir=None, max_train_examples=None, max_test_examples=None,
-    normalize="authors", shuffle=True,
+    normalize=spec.DEFAULT_NORMALIZATION, shuffle=True,
 ):
     """Loads a dataset and builds its training and test pipelines.
 
