@@ -203,9 +203,10 @@ def test_driver_and_benchmark_import_together():
 def test_a_bug_shows_its_traceback(mnist_dir, tmp_path):
     # Only the driver's own error types become one line. A ValueError from a model builder
     # stands for a bug: its traceback must show.
-    code = ("import sys; from absl import app; from rwc_keras import main; from rwc_keras.experiment import models\n"
+    code = ("import sys; from absl import app; from rwc_keras import main\n"
+            "from rwc_keras.experiment import flags, models\n"
             "def broken(*args, **kwargs): raise ValueError('a bug')\n"
-            "models.alexnet = broken; main.define_flags()\n"
+            "models.alexnet = broken; flags.define_flags()\n"
             f"sys.argv = ['main', '--arch=alexnet', '--dataset=mnist', '--data_dir={mnist_dir}', "
             f"'--logdir={tmp_path}', '--seeds=3', '--batch_size=16']\n"
             "app.run(main.main)")
