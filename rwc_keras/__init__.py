@@ -2,6 +2,7 @@
 
     from rwc_keras import RWCCallback, ResumeCallback, rwc, rwc_norm
     from rwc_keras import RWCFreezing, FreezeOut, FreezeOutSchedule, FreezeOutSGD
+    from rwc_keras import build_model, TorchSGD    # the paper's models and optimizer
 """
 
 import importlib
@@ -18,6 +19,8 @@ _EXPORTS = {
     "rwc": "rwc_keras.measure.metric",
     "rwc_norm": "rwc_keras.measure.metric",
     "rwc_stats": "rwc_keras.measure.metric",
+    "build_model": "rwc_keras.experiment.models",
+    "TorchSGD": "rwc_keras.experiment.optimizer",
 }
 
 __all__ = list(_EXPORTS)

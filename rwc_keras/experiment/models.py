@@ -15,6 +15,7 @@ import keras
 from keras import backend, layers, ops
 
 from rwc_keras import spec
+from rwc_keras.measure.selection import is_tracked
 
 # PyTorch's BatchNorm: eps 1e-5, running-average momentum 0.1 (0.9 in Keras terms).
 BN_EPSILON = 1e-5
@@ -222,6 +223,6 @@ def build_model(arch, input_shape=(32, 32, 3), num_classes=10):
         for layer in model.layers
         if layer.name in layer_groups
         for variable in layer.trainable_weights
-        if len(variable.shape) > 1
+        if is_tracked(variable.shape)
     }
     return model

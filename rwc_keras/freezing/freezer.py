@@ -43,6 +43,7 @@ import tensorflow as tf
 
 from rwc_keras import spec
 from rwc_keras.callbacks.files import append_csv, drop_csv_rows, drop_events, open_csv
+from rwc_keras.measure.selection import group_of, is_tracked
 
 _TAG_FAMILY = spec.freezing_tag("unit").split("/")[0]
 
@@ -83,13 +84,6 @@ def layer_macs(layer):
     return math.prod(shape[1:-1]) * math.prod(kernel.shape)
 
 
-def _group_of(model, variable, groups):
-    if groups is None:
-        return None
-    name = spec.layer_name(model, variable)
-    return groups(name) if callable(groups) else groups.get(name)
-
-
 def _source_layer(layer):
     """The layer whose output ``layer`` takes, when the model's graph tells (None if not)."""
     try:
@@ -122,7 +116,7 @@ def layer_units(model, groups=None):
     units, pending, unit_of = [], [], {}
     for layer in model.layers:
         weights = layer.trainable_weights
-        kernels = [v for v in weights if len(v.shape) > 1]
+        kernels = [v for v in weights if is_tracked(v.shape)]
         if not weights:
             continue
         if not kernels:
@@ -131,7 +125,7 @@ def layer_units(model, groups=None):
                 source = units[-1]
             (source["layers"] if source else pending).append(layer)
             continue
-        name = _group_of(model, kernels[0], groups) or layer.name
+        name = group_of(groups, spec.layer_name(model, kernels[0])) or layer.name
         if not units or units[-1]["name"] != name:
             if any(unit["name"] == name for unit in units):
                 raise ValueError(
@@ -148,7 +142,7 @@ def layer_units(model, groups=None):
         LayerUnit(
             name=unit["name"], layers=tuple(unit["layers"]),
             tracked=tuple(spec.layer_name(model, v) for layer in unit["layers"]
-                          for v in layer.trainable_weights if len(v.shape) > 1),
+                          for v in layer.trainable_weights if is_tracked(v.shape)),
             macs=tuple(layer_macs(layer) for layer in unit["layers"]
                        if getattr(layer, "kernel", None) is not None))
         for unit in units
