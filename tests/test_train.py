@@ -1,6 +1,8 @@
 """The driver's training loop (rwc_keras.experiment.train.Trainer): when it waits for the device, and
 how a diverging loss stops it."""
 
+import dataclasses
+import io
 import math
 
 import keras
@@ -11,7 +13,7 @@ import tensorflow as tf
 from rwc_keras import spec
 from rwc_keras.benchmarks.host_reads import HostReads
 from rwc_keras.experiment.data.pipeline import Datasets
-from rwc_keras.experiment.train import RunConfig, Trainer, TrainingDiverged
+from rwc_keras.experiment.train import RunConfig, Trainer, TrainingDiverged, progress_verbosity
 
 STEPS, BATCH = 10, 8
 
@@ -65,3 +67,22 @@ def test_a_diverging_loss_stops_within_k_steps_naming_the_step():
     assert "lower --lr (now 1000000000000.0)" in messages[1]
     # Reading every 4 steps names the same step as reading every step.
     assert messages[4] == messages[1]
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_the_progress_is_a_bar_on_a_terminal_and_a_line_per_epoch_elsewhere(capsys):
+    assert progress_verbosity(Terminal()) == 1
+    assert progress_verbosity(io.StringIO()) == 2
+    model_trainer, _ = trainer(sync_every=4)
+    model_trainer.config = dataclasses.replace(model_trainer.config, epochs=2)
+    model_trainer.fit([])
+    # pytest's captured stdout is not a terminal: no redrawn bar, two lines per epoch.
+    lines = capsys.readouterr().out.splitlines()
+    assert [line for line in lines if line.startswith("Epoch ")] == ["Epoch 1/2", "Epoch 2/2"]
+    summaries = [line for line in lines if line.startswith(f"{STEPS}/{STEPS} ")]
+    assert len(summaries) == 2 and all("loss:" in line for line in summaries)
+    assert not any("\b" in line or "\r" in line for line in lines)

@@ -5,14 +5,15 @@ section 6), so every strategy goes through the same small distributed loop here:
 ``strategy.run`` of a ``tf.GradientTape`` step, the Keras optimizer's ``apply_gradients``
 (which all-reduces the gradients), and Keras callbacks driven through
 ``keras.callbacks.CallbackList`` as ``model.fit`` drives them: `RWCCallback`,
-`HistoryLogger`, the progress bar, a freezing callback (``--freeze``: `RWCFreezing` or
-`FreezeOut`, which rebuild the train step through `Trainer.rebuild_step`) and
-`ResumeCallback`, which makes a killed run resume exactly. The same flags give the same
-files on one CPU, several GPUs or several hosts.
+`HistoryLogger`, the progress (a bar on a terminal, else one line per epoch), a freezing
+callback (``--freeze``: `RWCFreezing` or `FreezeOut`, which rebuild the train step through
+`Trainer.rebuild_step`) and `ResumeCallback`, which makes a killed run resume exactly. The
+same flags give the same files on one CPU, several GPUs or several hosts.
 Users' own models keep using ``model.fit(callbacks=[RWCCallback()])``.
 """
 
 import dataclasses
+import sys
 import time
 
 import keras
@@ -63,6 +64,13 @@ class RunConfig:
     @property
     def rwc_update_freq(self):
         return "epoch" if self.rwc_every == "epoch" else int(self.rwc_every)
+
+
+def progress_verbosity(stream):
+    """Keras's ``verbose`` for a progress report written to ``stream``: 1, a bar redrawn at
+    every step, on a terminal; 2, one line per epoch, anywhere else (a log file would get
+    every redraw of the bar)."""
+    return 1 if stream.isatty() else 2
 
 
 def is_chief(strategy):
@@ -249,7 +257,8 @@ class Trainer:
         """
         callback_list = keras.callbacks.CallbackList(
             callbacks, add_progbar=True, model=self.model,
-            epochs=self.config.epochs, steps=self.steps_per_epoch, verbose=1,
+            epochs=self.config.epochs, steps=self.steps_per_epoch,
+            verbose=progress_verbosity(sys.stdout),
         )
         self.epoch_seconds = []
         callback_list.on_train_begin()
