@@ -315,8 +315,6 @@ def layer_name(model, variable):
 
 # Written by the training driver, per run.
 HISTORY_CSV = "history.csv"
-HISTORY_COLUMNS = ("epoch", "train_loss", "train_top1", "train_top5",
-                   "test_loss", "test_top1", "test_top5", "seconds")
 METRICS_JSON = "metrics.json"
 # TensorBoard's event files, written by RWCCallback and the driver.
 EVENTS_GLOB = "events.out.tfevents.*"
@@ -357,6 +355,12 @@ def accuracy_tag(split, metric):
 # The splits and metrics the driver logs per epoch (history.csv and TensorBoard).
 SPLITS = ("train", "test")
 EPOCH_METRICS = ("loss", "top1", "top5")
+# The prefix of each split's metrics in the driver's Keras logs: loss, test_loss, ...
+LOG_PREFIX = {"train": "", "test": "test_"}
+# history.csv: the epoch, each split's metrics, then the epoch's training seconds.
+HISTORY_COLUMNS = ("epoch",
+                   *(f"{split}_{metric}" for split in SPLITS for metric in EPOCH_METRICS),
+                   "seconds")
 
 
 # -- layer freezing (rwc_keras.freezing) -----------------------------------------------------

@@ -10,10 +10,8 @@ from rwc_keras import spec
 from rwc_keras.callbacks.files import append_csv, drop_csv_rows, drop_events, open_csv
 from rwc_keras.callbacks.layout import build_layout
 
-# The prefix of each split's metrics in the driver's logs: loss, test_loss, ...
-_LOG_PREFIX = dict(zip(spec.SPLITS, ("", "test_")))
 # The logs keys of history.csv's columns after ``epoch``, in their order.
-_LOG_KEYS = tuple(_LOG_PREFIX[split] + metric for split in spec.SPLITS
+_LOG_KEYS = tuple(spec.LOG_PREFIX[split] + metric for split in spec.SPLITS
                   for metric in spec.EPOCH_METRICS) + ("seconds",)
 
 
@@ -70,7 +68,7 @@ class HistoryLogger(keras.callbacks.Callback):
         append_csv(self._path, [[epoch + 1] + [logs[key] for key in _LOG_KEYS]])
         writer = self.rwc.summary_writer
         with writer.as_default(step=epoch + 1):
-            for split, prefix in _LOG_PREFIX.items():
+            for split, prefix in spec.LOG_PREFIX.items():
                 for metric in spec.EPOCH_METRICS:
                     tf.summary.scalar(spec.accuracy_tag(split, metric), logs[prefix + metric])
         writer.flush()

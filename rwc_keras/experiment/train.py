@@ -201,7 +201,7 @@ class Trainer:
         totals = tf.zeros([4])
         for batch in self._distribute(self.datasets.test()):
             totals += self._test_step(batch)
-        return as_logs(totals.numpy(), prefix="test_")
+        return as_logs(totals.numpy(), prefix=spec.LOG_PREFIX["test"])
 
     def train_epoch(self, epoch, callbacks):
         """One pass over the epoch's data; returns its train logs, ``seconds`` included.
