@@ -147,8 +147,7 @@ def model_for(paths, arch, dataset_name):
 
     if arch is not None:
         dataset = spec.dataset(dataset_name)
-        model = build_model(arch, (spec.IMAGE_SIZE, spec.IMAGE_SIZE, dataset.channels),
-                            dataset.num_classes)
+        model = build_model(arch, dataset.input_shape, dataset.num_classes)
         return model, model.rwc_groups, f"--arch={arch} (--dataset={dataset_name})"
     for path in paths:
         if path.endswith(".keras"):

@@ -98,9 +98,11 @@ EPOCHS = 150
 BATCH_SIZE = 128
 MOMENTUM = 0.9
 
-# The benches' optimizer (rwc_keras.benchmarks.bench, backend_bench, freezing_bench): a real run's
-# update path, weight decay included; speed does not depend on the values.
+# The benchmarks' optimizer (rwc_keras.benchmarks): a real run's update path, weight decay
+# included; speed does not depend on the values.
 BENCH_LR, BENCH_WEIGHT_DECAY = 0.01, 1e-4
+# The dataset whose image shape and classes the benchmarks' generated data takes.
+BENCH_DATASET = "cifar10"
 
 
 # -- datasets -----------------------------------------------------------------------------
@@ -159,6 +161,11 @@ class Dataset:
         if normalize == "authors" and self.authors_mean is not None:
             return self.authors_mean, self.authors_std
         return None
+
+    @property
+    def input_shape(self):
+        """The models' input shape for this dataset: its images at ``IMAGE_SIZE`` square."""
+        return (IMAGE_SIZE, IMAGE_SIZE, self.channels)
 
 
 DATASETS = {

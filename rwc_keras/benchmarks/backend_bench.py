@@ -34,19 +34,17 @@ from absl import app, flags
 from rwc_keras import spec
 from rwc_keras.benchmarks import backend_process
 
-# Keras backend -> the package it runs on.
-BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+BENCH_DATA = spec.DATASETS[spec.BENCH_DATASET]
 JIT_COMPILE = {"auto": "auto", "true": True, "false": False}
-NUM_CLASSES = 10
 
 
 def define_flags():
     """Defines the flags; called only when the script runs, so that importing this module
     defines none."""
-    flags.DEFINE_list("backends", list(BACKENDS), "Keras backends to measure, in this order.")
+    flags.DEFINE_list("backends", list(backend_process.BACKENDS), "Keras backends to measure, in this order.")
     flags.register_validator(
-        "backends", lambda names: bool(names) and set(names) <= set(BACKENDS),
-        message=f"--backends must be a comma-separated subset of {','.join(BACKENDS)}")
+        "backends", lambda names: bool(names) and set(names) <= set(backend_process.BACKENDS),
+        message=f"--backends must be a comma-separated subset of {','.join(backend_process.BACKENDS)}")
     flags.DEFINE_enum("arch", "resnet18", list(spec.ARCHITECTURES), "Model to train.")
     flags.DEFINE_integer("batch_size", spec.BATCH_SIZE, "Images per step.", lower_bound=1)
     flags.DEFINE_integer("warmup_steps", 2, "Untimed steps first (tracing, compiling).",
@@ -77,13 +75,13 @@ def train_images_per_second(arch, batch_size, warmup_steps, steps, repeats, jit_
     from rwc_keras.experiment.optimizer import TorchSGD
 
     keras.utils.set_random_seed(0)
-    model = build_model(arch, (spec.IMAGE_SIZE, spec.IMAGE_SIZE, 3), NUM_CLASSES)
+    model = build_model(arch, BENCH_DATA.input_shape, BENCH_DATA.num_classes)
     model.compile(optimizer=TorchSGD(spec.BENCH_LR, spec.MOMENTUM, spec.BENCH_WEIGHT_DECAY),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   jit_compile=jit_compile)
     rng = np.random.default_rng(0)
-    images = rng.uniform(size=(batch_size, spec.IMAGE_SIZE, spec.IMAGE_SIZE, 3)).astype(np.float32)
-    labels = rng.integers(0, NUM_CLASSES, batch_size)
+    images = rng.uniform(size=(batch_size, *BENCH_DATA.input_shape)).astype(np.float32)
+    labels = rng.integers(0, BENCH_DATA.num_classes, batch_size)
     for _ in range(warmup_steps):
         model.train_on_batch(images, labels)
     rates = []
@@ -94,13 +92,13 @@ def train_images_per_second(arch, batch_size, warmup_steps, steps, repeats, jit_
             model.train_on_batch(images, labels)
         rates.append(steps * batch_size / (time.perf_counter() - start))
     backend = keras.backend.backend()
-    return dict(backend=backend, version=importlib.metadata.version(BACKENDS[backend]),
+    return dict(backend=backend, version=importlib.metadata.version(backend),
                 jit_compile=bool(model.jit_compile), rates=rates)
 
 
 def row(backend):
     """A markdown table row for ``backend``; one saying so when its package is absent."""
-    if importlib.util.find_spec(BACKENDS[backend]) is None:
+    if importlib.util.find_spec(backend) is None:
         return f"| {backend} | not installed (pip install -e '.[backends]') | | | | | |"
     print(f"measuring {backend} ...", flush=True)
     measured = backend_process.measure_on_backend("rwc_keras.benchmarks.backend_bench", backend, [

@@ -13,6 +13,9 @@ import sys
 
 from absl import flags
 
+# The Keras backends, each also the name of the package it runs on.
+BACKENDS = ("tensorflow", "jax", "torch")
+
 MEASURE_IN_PROCESS = "measure_in_process"
 
 

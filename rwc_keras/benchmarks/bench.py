@@ -51,11 +51,11 @@ from rwc_keras.benchmarks.machine import cpu_flags, cpu_model, device_names
 from rwc_keras.benchmarks.measurement_cost import MEASUREMENT_NOTE, measurement_rows
 from rwc_keras.benchmarks.tables import Table, fmt
 from rwc_keras.benchmarks.timing import EpochTimer, time_calls
+from rwc_keras.benchmarks.workload import CIFAR10, bench_config, generated_cifar
 from rwc_keras.callbacks.rwc_callback import RWCCallback
-from rwc_keras.experiment.data.pipeline import DATASETS, Datasets
 from rwc_keras.experiment.models import build_model
 from rwc_keras.experiment.optimizer import TorchSGD
-from rwc_keras.experiment.train import RunConfig, Trainer
+from rwc_keras.experiment.train import Trainer
 from rwc_keras.freezing.freezer import layer_macs
 
 
@@ -91,9 +91,6 @@ FLAGS = flags.FLAGS
 RWC_SETTINGS = (("epoch", "fit + RWC every epoch"), (10, "fit + RWC every 10 steps"),
                 (1, "fit + RWC every step"))
 CIFAR10_TRAIN_EXAMPLES = 50_000
-# CIFAR-10's images and classes: every figure is measured on CIFAR-shaped data.
-INPUT_SHAPE = (spec.IMAGE_SIZE, spec.IMAGE_SIZE, spec.DATASETS["cifar10"].channels)
-NUM_CLASSES = spec.DATASETS["cifar10"].num_classes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,25 +118,13 @@ def fit_images_per_second(model, settings, callbacks=()):
     falls once in a real run, instead of in every repetition as separate ``fit`` calls would
     put it. The same batch every step: the model's cost alone, no input work.
     """
-    x = tf.random.normal([settings.batch_size, *INPUT_SHAPE])
-    y = tf.random.uniform([settings.batch_size], maxval=NUM_CLASSES, dtype=tf.int64)
+    x = tf.random.normal([settings.batch_size, *CIFAR10.input_shape])
+    y = tf.random.uniform([settings.batch_size], maxval=CIFAR10.num_classes, dtype=tf.int64)
     data = tf.data.Dataset.from_tensors((x, y)).repeat()
     timer = EpochTimer()
     model.fit(data, epochs=1 + settings.repeats, steps_per_epoch=settings.steps, shuffle=False,
               verbose=0, callbacks=[*callbacks, timer])
     return [settings.steps * settings.batch_size / s for s in timer.seconds[1:]]
-
-
-def generated_cifar(settings):
-    """The CIFAR-10 pipeline (crops and flips) over random uint8 images, one epoch of
-    ``steps`` batches. Shaped like CIFAR-10 so it matches the 32x32x3 models."""
-    rng = np.random.default_rng(0)
-    count = settings.steps * settings.batch_size
-    images = rng.integers(0, 256, size=(count, *INPUT_SHAPE), dtype=np.uint8)
-    labels = rng.integers(0, NUM_CLASSES, size=count, dtype=np.int64)
-    test = (images[:settings.batch_size], labels[:settings.batch_size])
-    return Datasets(DATASETS["cifar10"], (images, labels), test, settings.batch_size, seed=0,
-                    source="generated")
 
 
 def pipeline_images_per_second(datasets, settings):
@@ -163,10 +148,8 @@ def one_device_mirrored():
 def driver_trainer(arch, datasets, settings, strategy):
     """The driver's `Trainer` for ``arch`` on ``datasets`` under ``strategy``, with an
     empty callback list to drive ``train_epoch``."""
-    config = RunConfig(arch=arch, dataset="cifar10", seed=0, epochs=1,
-                       batch_size=settings.batch_size, lr=spec.BENCH_LR, momentum=spec.MOMENTUM,
-                       weight_decay=spec.BENCH_WEIGHT_DECAY, jit_compile=settings.jit_compile,
-                       mixed_precision=settings.mixed_precision)
+    config = bench_config(arch, settings.batch_size, jit_compile=settings.jit_compile,
+                          mixed_precision=settings.mixed_precision)
     trainer = Trainer(config, strategy, datasets)
     return trainer, keras.callbacks.CallbackList([], model=trainer.model)
 
@@ -232,7 +215,7 @@ def compiled_model(arch, settings):
     # Set per model: the driver's Trainer (measured in bench_arch) restores the default policy.
     keras.mixed_precision.set_global_policy(
         "mixed_bfloat16" if settings.mixed_precision else "float32")
-    model = build_model(arch, INPUT_SHAPE, NUM_CLASSES)
+    model = build_model(arch, CIFAR10.input_shape, CIFAR10.num_classes)
     model.compile(optimizer=TorchSGD(spec.BENCH_LR, spec.MOMENTUM, spec.BENCH_WEIGHT_DECAY),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   jit_compile=settings.jit_compile)
@@ -298,7 +281,7 @@ def bench_arch(arch, settings, peak):
                for every, alone in zip(all_with_files.values, with_files.values)], "%")
     table.add(f"RWC every epoch: the same / a CIFAR-10 epoch ({cifar_steps} steps)",
               [100 * ms / (step_ms * cifar_steps) for ms in with_files.values], "%")
-    datasets = generated_cifar(settings)
+    datasets = generated_cifar(settings.steps, settings.batch_size)
     table.add("input pipeline alone (generated CIFAR-shaped data)",
               pipeline_images_per_second(datasets, settings), "img/s", plain)
     trainers = {"default": driver_trainer(arch, datasets, settings, tf.distribute.get_strategy()),
@@ -337,7 +320,7 @@ def header(settings):
         f"- Python {platform.python_version()}, TensorFlow {tf.__version__}, "
         f"Keras {keras.__version__}, NumPy {np.__version__}",
         f"- batch {settings.batch_size}, {settings.steps} steps per timed epoch, "
-        f"{settings.repeats} repeats, {'x'.join(map(str, INPUT_SHAPE))} input, {NUM_CLASSES} classes, "
+        f"{settings.repeats} repeats, {'x'.join(map(str, CIFAR10.input_shape))} input, {CIFAR10.num_classes} classes, "
         f"{'mixed_bfloat16' if settings.mixed_precision else 'float32'}, "
         f"jit_compile={settings.jit_compile}",
         "- every figure: median, min and max over the repeats; ratio = this median / the "

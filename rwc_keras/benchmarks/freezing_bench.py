@@ -20,13 +20,12 @@ import statistics
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
 from rwc_keras import spec
-from rwc_keras.experiment.data.pipeline import DATASETS, Datasets
-from rwc_keras.experiment.train import RunConfig, Trainer
+from rwc_keras.benchmarks.workload import bench_config, generated_cifar
+from rwc_keras.experiment.train import Trainer
 from rwc_keras.freezing.freezer import freeze_unit, layer_units, saved_macs, training_macs
 
 FLAGS = flags.FLAGS
@@ -47,15 +46,8 @@ def define_flags():
 
 def _trainer(arch, batch_size, steps, frozen, batchnorm):
     """A driver trainer on generated data with its first ``frozen`` groups frozen, traced."""
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, size=(steps * batch_size, 32, 32, 3), dtype=np.uint8)
-    labels = rng.integers(0, 10, size=steps * batch_size, dtype=np.int64)
-    datasets = Datasets(DATASETS["cifar10"], (images, labels),
-                        (images[:batch_size], labels[:batch_size]), batch_size, seed=0)
-    config = RunConfig(arch=arch, dataset="cifar10", seed=0, epochs=1, batch_size=batch_size,
-                       lr=spec.BENCH_LR, momentum=spec.MOMENTUM,
-                       weight_decay=spec.BENCH_WEIGHT_DECAY)
-    trainer = Trainer(config, tf.distribute.get_strategy(), datasets)
+    trainer = Trainer(bench_config(arch, batch_size), tf.distribute.get_strategy(),
+                      generated_cifar(steps, batch_size))
     units = layer_units(trainer.model, trainer.model.rwc_groups)
     for unit in units[:frozen]:
         freeze_unit(unit, batchnorm)

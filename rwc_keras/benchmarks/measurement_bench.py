@@ -23,8 +23,8 @@ from absl import app, flags
 from rwc_keras import spec
 from rwc_keras.benchmarks import backend_process
 
-BACKENDS = ("tensorflow", "jax", "torch")  # each backend's package has its name
-NUM_CLASSES = 10
+BENCH_DATA = spec.DATASETS[spec.BENCH_DATASET]
+
 # Measurements per timing: one takes milliseconds, too short to time alone.
 CALLS = 5
 
@@ -48,7 +48,7 @@ def measurement_milliseconds(repeats):
     from rwc_keras.experiment.models import build_model
 
     keras.utils.set_random_seed(0)
-    model = build_model("resnet18", (spec.IMAGE_SIZE, spec.IMAGE_SIZE, 3), NUM_CLASSES)
+    model = build_model("resnet18", BENCH_DATA.input_shape, BENCH_DATA.num_classes)
     model.compile(optimizer="sgd")
     timings = {}
     with tempfile.TemporaryDirectory() as log_root:
@@ -86,7 +86,7 @@ def main(argv):
     print("| backend | tensors | RWC ms median (min-max) | all measures ms median (min-max) "
           "| load avg before | load avg after |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for backend in BACKENDS:
+    for backend in backend_process.BACKENDS:
         print(row(backend), flush=True)
 
 

@@ -134,7 +134,7 @@ class Trainer:
             "mixed_bfloat16" if config.mixed_precision else "float32")
         try:
             with strategy.scope():
-                self.model = build_model(config.arch, (32, 32, info.channels), info.num_classes)
+                self.model = build_model(config.arch, info.input_shape, info.num_classes)
                 # FreezeOut's optimizer needs its schedule; the RWC rule's freezes need none.
                 self.freezeout_schedule = None
                 if config.freeze == "freezeout":
