@@ -17,8 +17,8 @@ Layer names and groups:
   ``conv1/kernel``) and the paper's groups.
 * Otherwise a ``.keras`` file among A and B brings its model, and the same names. A
   ``.keras`` file does not keep ``rwc_groups``; when the model's name is an architecture of
-  `rwc_keras.spec` (as `rwc_keras.experiment.models.build_model` names it), the groups come from that
-  architecture rebuilt with the saved model's input shape and classes.
+  `rwc_keras.spec` (as `rwc_keras.experiment.models.build_model` names it), the groups come from
+  that architecture rebuilt with the saved model's input shape and classes.
 * Otherwise the names are the paths inside the weights file, such as
   ``layers/conv2d/vars/0`` (Keras stores layers by class name and variables by position),
   without groups, and every stored tensor with more than one dimension is tracked (all
@@ -143,7 +143,8 @@ def model_for(paths, arch, dataset_name):
         ``(model, groups, source)``: from ``arch`` when given, else from the first
         ``.keras`` file of ``paths``, else ``(None, {}, "the files' own layout")``.
     """
-    from rwc_keras.experiment.models import build_model  # noqa: PLC0415 (TensorFlow, after the checks)
+    # Imported here: TensorFlow loads only after the files passed their checks.
+    from rwc_keras.experiment.models import build_model  # noqa: PLC0415
 
     if arch is not None:
         dataset = spec.dataset(dataset_name)

@@ -2,15 +2,15 @@
 
 Everything else reads this module: the flags of ``rwc_keras.main`` take their choices from
 it, ``rwc_keras.experiment.models`` finds each architecture's builder by the name written here,
-``rwc_keras.experiment.data.sources`` each dataset's reader and statistics, the callback and the driver the file
-names, CSV columns and TensorBoard tags, the report the groups, panels, titles and paper
-accuracies. The paper's claims about RWC, which only the report checks, are data too, in
+``rwc_keras.experiment.data.sources`` each dataset's reader and statistics, the callback and the
+driver the file names, CSV columns and TensorBoard tags, the report the groups, panels, titles and
+paper accuracies. The paper's claims about RWC, which only the report checks, are data too, in
 ``rwc_keras.analysis.claims``. It imports no TensorFlow, so flag validation stays instant.
 
 Adding an architecture is one `Architecture` entry here plus one builder function in
-``rwc_keras.experiment.models``; adding a dataset is one `Dataset` entry plus, when its raw files have a
-new layout, one reader in ``rwc_keras.experiment.data.sources``. ``tests/test_spec.py`` checks that the schema
-and the code agree.
+``rwc_keras.experiment.models``; adding a dataset is one `Dataset` entry plus, when its raw files
+have a new layout, one reader in ``rwc_keras.experiment.data.sources``. ``tests/test_spec.py``
+checks that the schema and the code agree.
 
 Where the facts come from (the paper, Table 1 and the authors' code): ``docs/paper_facts.md``.
 """

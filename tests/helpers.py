@@ -66,8 +66,9 @@ def write_mnist_like(folder, num_train, num_test, gz=False, seed=0):
     """The four MNIST files of random 28x28 images in ``folder``.
 
     Returns:
-        ``[(x_train, y_train), (x_test, y_test)]`` as `rwc_keras.experiment.data.sources.load_arrays` gives
-        them: uint8 (N, 28, 28, 1) images and int64 labels.
+        ``[(x_train, y_train), (x_test, y_test)]`` as
+        `rwc_keras.experiment.data.sources.load_arrays` gives them: uint8 (N, 28, 28, 1) images
+        and int64 labels.
     """
     os.makedirs(folder, exist_ok=True)
     rng = np.random.default_rng(seed)

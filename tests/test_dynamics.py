@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 
 from rwc_keras.analysis import dynamics
-from rwc_keras.analysis.dynamics import (DynamicsError, adjusted_rand, cluster_layers, cluster_table,
-                                layer_curves, layer_groups, replace_outliers,
-                                settling_points)
+from rwc_keras.analysis.dynamics import (DynamicsError, adjusted_rand, cluster_layers,
+                                         cluster_table, layer_curves, layer_groups,
+                                         replace_outliers, settling_points)
 
 EPOCHS = np.arange(1, 31)
 # Three shapes of curve: a fast decay, a slow decay, and a rise then fall.

@@ -13,7 +13,8 @@ from rwc_keras.experiment.data import sources
 
 
 def test_the_driver_flags_come_from_the_schema_without_tensorflow():
-    code = ("import json, sys; from absl import flags; from rwc_keras.experiment import flags as driver_flags; "
+    code = ("import json, sys; from absl import flags; "
+            "from rwc_keras.experiment import flags as driver_flags; "
             "driver_flags.define_flags(); "
             "print(json.dumps([flags.FLAGS[name].parser.enum_values "
             "for name in ('arch', 'dataset', 'normalize')] + ['tensorflow' in sys.modules]))")

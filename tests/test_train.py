@@ -1,5 +1,5 @@
-"""The driver's training loop (rwc_keras.experiment.train.Trainer): when it waits for the device, and
-how a diverging loss stops it."""
+"""The driver's training loop (rwc_keras.experiment.train.Trainer): when it waits for the device,
+and how a diverging loss stops it."""
 
 import dataclasses
 import io

@@ -41,10 +41,12 @@ JIT_COMPILE = {"auto": "auto", "true": True, "false": False}
 def define_flags():
     """Defines the flags; called only when the script runs, so that importing this module
     defines none."""
-    flags.DEFINE_list("backends", list(backend_process.BACKENDS), "Keras backends to measure, in this order.")
+    flags.DEFINE_list("backends", list(backend_process.BACKENDS),
+                      "Keras backends to measure, in this order.")
     flags.register_validator(
         "backends", lambda names: bool(names) and set(names) <= set(backend_process.BACKENDS),
-        message=f"--backends must be a comma-separated subset of {','.join(backend_process.BACKENDS)}")
+        message="--backends must be a comma-separated subset of "
+                f"{','.join(backend_process.BACKENDS)}")
     flags.DEFINE_enum("arch", "resnet18", list(spec.ARCHITECTURES), "Model to train.")
     flags.DEFINE_integer("batch_size", spec.BATCH_SIZE, "Images per step.", lower_bound=1)
     flags.DEFINE_integer("warmup_steps", 2, "Untimed steps first (tracing, compiling).",

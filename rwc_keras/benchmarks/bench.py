@@ -9,13 +9,13 @@ For each architecture (32x32x3 input, 10 classes) it prints one table with:
    turns, wall and CPU time), against the naive way the paper's authors used (copy every
    tracked weight to numpy, compute in numpy), and with its CSV and TensorBoard writes, in
    ms and as a share of the step time;
-3. images/s the input pipeline (`rwc_keras.experiment.data.pipeline.Datasets`, CIFAR-10 settings: crops and
-   flips, on generated in-memory CIFAR-shaped images) delivers alone, against what the model
-   consumes;
-4. images/s of the training driver's own loop (`rwc_keras.experiment.train.Trainer` on that pipeline)
-   against plain ``fit``, under the default strategy and under ``MirroredStrategy`` over one
-   device (alternating epochs), and how often per epoch the loop waits for the device
-   (host reads of tensor values);
+3. images/s the input pipeline (`rwc_keras.experiment.data.pipeline.Datasets`, CIFAR-10
+   settings: crops and flips, on generated in-memory CIFAR-shaped images) delivers alone,
+   against what the model consumes;
+4. images/s of the training driver's own loop (`rwc_keras.experiment.train.Trainer` on that
+   pipeline) against plain ``fit``, under the default strategy and under ``MirroredStrategy``
+   over one device (alternating epochs), and how often per epoch the loop waits for the
+   device (host reads of tensor values);
 5. the training FLOP/s reached, as a fraction of a large matmul's FLOP/s measured in the
    same run;
 6. plain ``fit`` again at the end: how much the machine's speed drifted meanwhile.
@@ -240,12 +240,12 @@ def arch_notes(settings, forward):
         f"relative cost is about {fmt(CIFAR10_TRAIN_EXAMPLES // batch / steps)} times smaller "
         "than this row shows.",
         MEASUREMENT_NOTE,
-        "Input pipeline: rwc_keras.experiment.data.pipeline.Datasets with CIFAR-10 settings (crops and flips) on "
-        "generated CIFAR-shaped uint8 images, iterated with no model.",
+        "Input pipeline: rwc_keras.experiment.data.pipeline.Datasets with CIFAR-10 settings "
+        "(crops and flips) on generated CIFAR-shaped uint8 images, iterated with no model.",
         "Driver rows: Trainer.train_epoch on that pipeline, the default strategy and "
         "MirroredStrategy over one device taking turns epoch by epoch; waits: tensor values "
-        "read into Python during one epoch (rwc_keras.benchmarks.host_reads), less those of building "
-        "the epoch's input pipeline.",
+        "read into Python during one epoch (rwc_keras.benchmarks.host_reads), less those of "
+        "building the epoch's input pipeline.",
         f"Training FLOP/s: 3 x {forward / 1e9:.3g} GFLOP forward per image (2 x multiply-adds of "
         "conv and dense layers; backward counted as 2 x forward) x plain-fit images/s.",
     ]
@@ -320,7 +320,8 @@ def header(settings):
         f"- Python {platform.python_version()}, TensorFlow {tf.__version__}, "
         f"Keras {keras.__version__}, NumPy {np.__version__}",
         f"- batch {settings.batch_size}, {settings.steps} steps per timed epoch, "
-        f"{settings.repeats} repeats, {'x'.join(map(str, CIFAR10.input_shape))} input, {CIFAR10.num_classes} classes, "
+        f"{settings.repeats} repeats, {'x'.join(map(str, CIFAR10.input_shape))} input, "
+        f"{CIFAR10.num_classes} classes, "
         f"{'mixed_bfloat16' if settings.mixed_precision else 'float32'}, "
         f"jit_compile={settings.jit_compile}",
         "- every figure: median, min and max over the repeats; ratio = this median / the "

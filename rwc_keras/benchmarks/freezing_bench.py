@@ -38,7 +38,8 @@ def define_flags():
     flags.DEFINE_integer("steps", 10, "Training steps per timed epoch.", lower_bound=1)
     flags.DEFINE_integer("repeats", 3, "Timed epochs per row.", lower_bound=1)
     flags.DEFINE_enum("batchnorm", spec.DEFAULT_FREEZE_BATCHNORM, spec.FREEZE_BATCHNORM,
-                      "How frozen BatchNormalization layers normalise (see rwc_keras.freezing.freezer).")
+                      "How frozen BatchNormalization layers normalise (see "
+                      "rwc_keras.freezing.freezer).")
     flags.register_validator(
         "archs", lambda archs: bool(archs) and set(archs) <= set(spec.ARCHITECTURES),
         message=f"--archs must be a comma-separated subset of {','.join(spec.ARCHITECTURES)}")

@@ -53,8 +53,8 @@ class RWCCallback(keras.callbacks.Callback):
       per-epoch measurement, the optimizer step otherwise.
 
     Layer groups: the model can declare them with an attribute ``rwc_groups``, a dict from
-    layer name (as in the CSV) to group name; the paper's models from `rwc_keras.experiment.models` do.
-    The ``groups`` argument overrides it.
+    layer name (as in the CSV) to group name; the paper's models from
+    `rwc_keras.experiment.models` do. The ``groups`` argument overrides it.
 
     Several ``fit()`` calls with one callback continue one record: the first measurement of
     a later call compares with the last of the earlier one, and the measurement is traced

@@ -112,7 +112,8 @@ class Trainer:
         config: the run's `RunConfig`.
         strategy: any `tf.distribute.Strategy`; with ``config.freeze`` other than ``"none"``
             one of a single host (freezing is decided by the chief's callbacks alone).
-        datasets: the `rwc_keras.experiment.data.pipeline.Datasets` of the run (train(epoch) and test()).
+        datasets: the `rwc_keras.experiment.data.pipeline.Datasets` of the run (train(epoch)
+            and test()).
         sync_every: steps between two reads of the device in `train_epoch`.
     """
 

@@ -13,7 +13,8 @@ Three pieces, used together:
   ``lr_i = lr / t_i`` (``scale_lr``, the default) or ``lr``. As in PyTorch, where FreezeOut
   sets each parameter group's rate before every step, the rate multiplies the whole momentum
   buffer: ``v <- momentum * v + g + wd * w; w <- w - lr_i(t) * v`` (PyTorch's coupled weight
-  decay, as `rwc_keras.experiment.optimizer.TorchSGD`). Computed in the graph from the optimizer's step.
+  decay, as `rwc_keras.experiment.optimizer.TorchSGD`). Computed in the graph from the optimizer's
+  step.
 * `FreezeOut`: the callback that freezes unit i after the last step before ``t_i``, i.e.
   before the first step at which ``t >= t_i`` (its rate is 0 from there on, so its weights
   would not move anyway); the mechanics are `rwc_keras.freezing.freezer.Freezer`'s.

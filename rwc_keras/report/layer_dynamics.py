@@ -1,4 +1,5 @@
-"""An experiment's layer clusters and settling points, for the report (`rwc_keras.analysis.dynamics`).
+"""An experiment's layer clusters and settling points, for the report
+(`rwc_keras.analysis.dynamics`).
 
 Clusters: K-means of the layers, each described by the shape of its seed-mean curve of one
 metric (scaled to unit L2 norm, so that its scale does not decide its cluster), with K the
@@ -11,9 +12,10 @@ layer's mean replaced by that mean, and the first and last layer left out. The a
 index says how well the clusters match the paper's groups.
 
 Settling points: on every layer's seed-mean ``rwc_norm`` curve, smoothed, the first
-measurement from which it stays below 10% of its peak (`rwc_keras.analysis.dynamics.settling_points`).
-A group settles when half of its layers have: at the lower median of its layers' settling
-points, a layer that never settles counting as later than any measurement.
+measurement from which it stays below 10% of its peak
+(`rwc_keras.analysis.dynamics.settling_points`). A group settles when half of its layers have: at
+the lower median of its layers' settling points, a layer that never settles counting as later than
+any measurement.
 
 report.md's sections on them are written by `rwc_keras.report.write`.
 

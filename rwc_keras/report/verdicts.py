@@ -1,4 +1,5 @@
-"""Judging the paper's claims (``rwc_keras.analysis.claims``) on experiments, on the seed mean and per seed.
+"""Judging the paper's claims (``rwc_keras.analysis.claims``) on experiments, on the seed mean and
+per seed.
 
 A group's value in a window is the mean, over the window's measurements, of its curve: of the
 seed-mean curve for the verdict on the means, of each seed's own curve for the count of seeds.
