@@ -33,7 +33,7 @@ class Architecture:
         name: the ``--arch`` value.
         title: its name in figures and reports.
         builder: the name of the function in ``rwc_keras.experiment.models`` that builds it.
-        groups: its layer groups, in plotting order (``docs/paper_facts.md``, section 2).
+        groups: its layer groups, in plotting order (``docs/paper_facts.md``, "Architectures").
         panels: the groups each chart of the paper's figures shows together.
         lr: Table 1's learning rate per dataset.
         weight_decay: Table 1's (PyTorch-style, coupled) weight decay.
@@ -90,7 +90,7 @@ def architecture(name):
                           f"{', '.join(ARCHITECTURES)}") from None
 
 
-# -- the training protocol (docs/paper_facts.md, sections 1 and 3) ------------------------
+# -- the training protocol (docs/paper_facts.md, "The metric" and "Training protocol") ------
 
 # The authors' seeds: each curve of the paper is their mean.
 SEEDS = (0, 42, 123, 1000, 1234)
@@ -253,7 +253,7 @@ def paper_top1(arch, dataset_name):
 # Every measure of a weight tensor RWCCallback can record (``rwc_keras.measure.metric`` computes
 # them), in the order of the CSV's columns; each is a CSV column and a TensorBoard tag family.
 METRICS = ("rwc", "rwc_norm", "update_ratio", "dist_init", "rotation", "weight_norm")
-# The two RWC definitions (docs/paper_facts.md, section 1): always recorded, and the only
+# The two RWC definitions (docs/paper_facts.md, "The metric"): always recorded, and the only
 # measures the paper's claims are about.
 RWC_METRICS = ("rwc", "rwc_norm")
 # The measures comparing with the weights at train begin (w0), which costs one extra copy of

@@ -21,7 +21,7 @@ def reference(prev, curr):
     """RWC computed the plain way in float64: ``(rwc, rwc_norm, zeros)`` of two weight arrays.
 
     Elements whose previous value is 0 are left out of ``rwc`` and counted in ``zeros``; an
-    all-zero ``prev`` gives NaN for both values (docs/paper_facts.md, section 1).
+    all-zero ``prev`` gives NaN for both values (docs/paper_facts.md, "The metric").
     """
     values = reference_metrics(prev, curr)
     return values["rwc"], values["rwc_norm"], values["zeros"]

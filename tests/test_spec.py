@@ -112,7 +112,7 @@ def test_claims_name_known_architectures_datasets_and_groups():
 
 def test_claims_per_experiment_as_in_the_paper():
     # The overall claim + the experiment's own comparisons + comparisons with another
-    # dataset's experiment (docs/paper_facts.md, section 4).
+    # dataset's experiment (docs/paper_facts.md, "Claims the paper makes").
     want = {
         ("resnet18", "cifar10"): 1 + 3,
         ("resnet18", "cifar100"): 1 + 3,

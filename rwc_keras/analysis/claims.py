@@ -1,8 +1,8 @@
 """The paper's claims about RWC, as data: which group of layers changes less than which.
 
-Each claim the paper states (``docs/paper_facts.md``, section 4) becomes one or more `Claim`
-s comparing two groups' mean RWC, ``left op right``. ``rwc_keras.report`` judges them on an
-experiment's curves; this module only says what they are, so it imports neither TensorFlow
+Each claim the paper states (``docs/paper_facts.md``, "Claims the paper makes") becomes one or
+more `Claim`s comparing two groups' mean RWC, ``left op right``. ``rwc_keras.report`` judges them
+on an experiment's curves; this module only says what they are, so it imports neither TensorFlow
 nor pandas, and reads the architectures, groups and datasets from ``rwc_keras.spec``.
 
 They live here rather than in ``rwc_keras.spec`` because only the report reads them, and the

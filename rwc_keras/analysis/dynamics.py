@@ -6,10 +6,10 @@ and one column per layer, in layer order. `layer_curves` makes it from the long 
 report writes (``rwc_aggregated.csv``: ``level, name, group, epoch[, step], metric, mean,
 std, n_seeds``); `layer_groups` gives each layer's group from the same table.
 
-Clustering (`cluster_layers`) follows the authors' notebook (docs/paper_facts.md, section 7):
-K-means of the layers, each described by its curve scaled to unit L2 norm (scikit-learn's
-``normalize``), so that a curve's shape, not its scale, decides its cluster; 2-D PCA of the
-same vectors for the scatter plot. K is chosen, when not given, as the one with the best
+Clustering (`cluster_layers`) follows the authors' notebook (docs/paper_facts.md, "Facts for the
+next features"): K-means of the layers, each described by its curve scaled to unit L2 norm
+(scikit-learn's ``normalize``), so that a curve's shape, not its scale, decides its cluster; 2-D
+PCA of the same vectors for the scatter plot. K is chosen, when not given, as the one with the best
 silhouette score over a range. The authors' rules are options: values further than 2 std
 from their layer's mean replaced by that mean (``outlier_sigma=2``), and the first and last
 layer (the first conv, the last dense) left out (``drop_ends=True``). `adjusted_rand`

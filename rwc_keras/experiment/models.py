@@ -1,4 +1,5 @@
-"""The paper's three CIFAR-style networks as Keras models (``docs/paper_facts.md``, section 2).
+"""The paper's three CIFAR-style networks as Keras models (``docs/paper_facts.md``,
+"Architectures").
 
 Each model matches the authors' PyTorch model: the same layers, the same trainable parameter
 count and PyTorch's initialisation (RWC depends on the weights' scale). Every tracked kernel

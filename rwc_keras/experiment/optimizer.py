@@ -1,5 +1,5 @@
 """SGD with momentum and PyTorch's coupled weight decay: the paper's optimizer
-(docs/paper_facts.md, section 3)."""
+(docs/paper_facts.md, "Training protocol")."""
 
 import keras
 from keras import ops

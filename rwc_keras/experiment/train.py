@@ -1,7 +1,7 @@
 """One seed's training run of a paper model under any `tf.distribute` strategy.
 
 Keras 3's ``model.fit`` fails under ``MultiWorkerMirroredStrategy`` (docs/paper_facts.md,
-section 6), so every strategy goes through the same small distributed loop here:
+"Behaviour of the stack"), so every strategy goes through the same small distributed loop here:
 ``strategy.run`` of a ``tf.GradientTape`` step, the Keras optimizer's ``apply_gradients``
 (which all-reduces the gradients), and Keras callbacks driven through
 ``keras.callbacks.CallbackList`` as ``model.fit`` drives them: `RWCCallback`,

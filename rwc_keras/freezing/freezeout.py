@@ -1,5 +1,6 @@
 """FreezeOut (Brock, Lim, Ritchie, Weston, 2017): layer-wise cosine learning rates that reach
-zero on a fixed schedule, each layer frozen when its rate does (docs/paper_facts.md, section 7).
+zero on a fixed schedule, each layer frozen when its rate does (docs/paper_facts.md, "Facts for
+the next features").
 
 Three pieces, used together:
 

@@ -1,6 +1,6 @@
 """Per-tensor measures of how a weight tensor changed between two points in training.
 
-The Relative Weight Change (RWC) is kept in two definitions (see README, "Two definitions"):
+The Relative Weight Change (RWC) is kept in two definitions (see README, "What RWC is"):
 
 * ``rwc``: mean over elements of ``|curr - prev| / |prev|``. This is what the paper's
   authors' code computes and what the paper's figures show.
@@ -14,7 +14,7 @@ Optional measures, computed with them in one call that shares the element-wise w
 * ``dist_init``: ``sum |curr - initial| / sum |initial|``, how far the tensor has moved from
   its weights at train begin (``initial``, w0) in all.
 * ``rotation``: ``1 - cos(curr, initial)``, the layer-rotation measure of Carbonnelle & De
-  Vleeschouwer (docs/paper_facts.md, section 7).
+  Vleeschouwer (docs/paper_facts.md, "Facts for the next features").
 * ``weight_norm``: ``||curr||_2``.
 
 Zero rule: elements whose ``prev`` is exactly zero are left out of the ``rwc`` mean (and

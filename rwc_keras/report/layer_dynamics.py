@@ -7,9 +7,9 @@ best silhouette score unless given. The metric is ``rwc_norm`` by default: a rat
 norms, it moves smoothly, while ``rwc``, a mean of per-weight ratios, can jump by orders of
 magnitude when a few weights pass near zero, and such a jump then decides the shape of its
 layer's curve and so its cluster. ``rwc`` (what the paper plots) is an option, as are the
-authors' rules (docs/paper_facts.md, section 7): values further than 2 std from their
-layer's mean replaced by that mean, and the first and last layer left out. The adjusted Rand
-index says how well the clusters match the paper's groups.
+authors' rules (docs/paper_facts.md, "Facts for the next features"): values further than 2 std
+from their layer's mean replaced by that mean, and the first and last layer left out. The adjusted
+Rand index says how well the clusters match the paper's groups.
 
 Settling points: on every layer's seed-mean ``rwc_norm`` curve, smoothed, the first
 measurement from which it stays below 10% of its peak
