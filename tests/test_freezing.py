@@ -6,7 +6,6 @@ import collections
 import json
 import math
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -398,7 +397,8 @@ def freezing_script(log_dir):
 
 
 @pytest.mark.slow
-def test_sigkill_of_a_fit_script_then_rerun_freezes_the_same_units_at_the_same_step(tmp_path):
+def test_sigkill_of_a_fit_script_then_rerun_freezes_the_same_units_at_the_same_step(
+        tmp_path, kill_delay):
     whole = subprocess.run(freezing_script(tmp_path / "whole"), capture_output=True, text=True,
                            timeout=300)
     assert whole.returncode == 0, whole.stderr[-3000:]
@@ -409,7 +409,7 @@ def test_sigkill_of_a_fit_script_then_rerun_freezes_the_same_units_at_the_same_s
     while (checkpoint_epoch(os.path.join(killed, "backup")) or 0) < 2:
         assert time.monotonic() < deadline and process.poll() is None, "no checkpoint"
         time.sleep(0.02)
-    time.sleep(random.uniform(0.0, 0.1))  # inside epoch 3, before the freeze at its end
+    time.sleep(kill_delay(0.1))  # inside epoch 3, before the freeze at its end
     process.send_signal(signal.SIGKILL)
     process.wait()
     resumed = subprocess.run(freezing_script(killed), capture_output=True, text=True,

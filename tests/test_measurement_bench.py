@@ -3,6 +3,7 @@ ResNet-18's 21 kernels and positive figures. No timing thresholds.
 """
 
 import importlib.util
+import re
 import subprocess
 import sys
 
@@ -29,9 +30,9 @@ def test_one_row_per_backend():
             assert "not installed" in cells[1]
             continue
         assert cells[1] == "21"
-        for cell in cells[2:4]:  # "median (min-max)", one timing: all three equal
-            median = float(cell.split()[0])
-            assert median > 0 and cell == f"{median:.1f} ({median:.1f}-{median:.1f})"
+        for cell in cells[2:4]:
+            assert re.fullmatch(r"\d+\.\d \(\d+\.\d-\d+\.\d\)", cell), cell  # median (min-max)
+            assert float(cell.split()[0]) > 0
 
 
 def test_bad_flags_fail_before_any_work():

@@ -2,7 +2,6 @@
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -84,7 +83,8 @@ def measured_rows(folder):
 @pytest.mark.slow
 @pytest.mark.parametrize("kill_after_epochs", [0, 1, 2])
 def test_sigkill_mid_epoch_then_rerun_resumes_exactly(kill_after_epochs, uninterrupted,
-                                                      uninterrupted_dir, mnist_dir, tmp_path):
+                                                      uninterrupted_dir, mnist_dir, tmp_path,
+                                                      kill_delay):
     logdir = str(tmp_path)
     args = run_args(mnist_dir, logdir)
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -93,7 +93,7 @@ def test_sigkill_mid_epoch_then_rerun_resumes_exactly(kill_after_epochs, uninter
         wait_for(lambda: (checkpoint_epoch(checkpoints) or 0) >= kill_after_epochs)
     else:  # inside epoch 1, rows already written: only the train-begin checkpoint exists
         wait_for(lambda: measured_rows(run_dir(logdir)) > 0)
-    time.sleep(random.uniform(0.0, 0.4))  # somewhere inside the next epoch
+    time.sleep(kill_delay(0.4))  # somewhere inside the next epoch
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not os.path.exists(os.path.join(run_dir(logdir), "metrics.json")), \

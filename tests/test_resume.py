@@ -1,7 +1,6 @@
 """ResumeCallback: exact resume of a user's own model.fit (SIGKILL included), its rules."""
 
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -52,14 +51,14 @@ def assert_same_record(resumed_dir, uninterrupted_dir):
 @pytest.mark.slow
 @pytest.mark.parametrize("update_freq,kill_after_epochs", [("epoch", 2), ("3", 1)])
 def test_sigkill_of_a_model_fit_script_then_rerun_resumes_exactly(
-        update_freq, kill_after_epochs, uninterrupted, tmp_path):
+        update_freq, kill_after_epochs, uninterrupted, tmp_path, kill_delay):
     args = script(tmp_path, update_freq)
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while (checkpoint_epoch(os.path.join(tmp_path, "backup")) or 0) < kill_after_epochs:
         assert time.monotonic() < deadline and process.poll() is None, "no checkpoint"
         time.sleep(0.02)
-    time.sleep(random.uniform(0.0, 0.3))  # somewhere inside the next epoch (0.4 s long)
+    time.sleep(kill_delay(0.3))  # somewhere inside the next epoch (0.4 s long)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert tf.io.gfile.exists(str(tmp_path / "backup")), "the run ended before the kill"
