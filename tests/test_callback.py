@@ -8,10 +8,11 @@ import pytest
 import tensorflow as tf
 
 from rwc_keras import ResumeCallback, RWCCallback, spec
+from rwc_keras.callbacks.summaries import write_scalars
 from rwc_keras.spec import RWC_COLUMNS as CSV_COLUMNS
 
 from .helpers import reference_metrics
-from .keras_helpers import data, functional
+from .keras_helpers import data, functional, read_scalars
 
 
 class WeightRecorder(keras.callbacks.Callback):
@@ -226,16 +227,6 @@ def test_groups_from_model_attribute_and_argument(tmp_path):
     assert sorted(override.to_dataframe()["group"]) == ["CONV", "DENSE"]
 
 
-def read_scalars(log_dir):
-    scalars = {}
-    for path in glob.glob(os.path.join(log_dir, "events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                scalars.setdefault(value.tag, {})[event.step] = float(
-                    tf.make_ndarray(value.tensor))
-    return scalars
-
-
 def test_tensorboard_events_hold_tags_and_steps(tmp_path):
     model = functional()
     model.rwc_groups = {"conv/kernel": "early"}
@@ -412,3 +403,21 @@ def test_log_dir_on_another_tensorflow_filesystem():
         assert len(pd.read_csv(f)) == 4
     assert len(cb.to_dataframe()) == 4
     assert tf.io.gfile.glob(f"{log_dir}/events.out.tfevents.*")
+
+
+def test_group_means_skip_nan_and_stay_nan_for_an_all_nan_group(tmp_path):
+    # Four tensors in two groups of two: "a" holds a NaN (an all-zero prev) beside 0.5,
+    # "b" two NaNs; group-less "c" writes no mean.
+    meta = [("l1", "a", 1), ("l2", "a", 1), ("l3", "b", 1), ("l4", "b", 1), ("l5", "", 1)]
+    nan = float("nan")
+    values = tf.constant([[0.5, 2.0, 0], [nan, 4.0, 1], [nan, nan, 1], [nan, nan, 1],
+                          [9.0, 9.0, 0]], tf.float64)
+    with tf.summary.create_file_writer(str(tmp_path)).as_default(step=1):
+        write_scalars(meta, spec.RWC_METRICS, values)
+    scalars = read_scalars(str(tmp_path))
+    means = {tag: steps[1] for tag, steps in scalars.items() if "_mean/" in tag}
+    assert set(means) == {spec.group_mean_tag(m, g) for m in spec.RWC_METRICS for g in "ab"}
+    assert means[spec.group_mean_tag("rwc", "a")] == 0.5  # the NaN left out
+    assert means[spec.group_mean_tag("rwc_norm", "a")] == 3.0  # the mean of 2 and 4
+    assert np.isnan(means[spec.group_mean_tag("rwc", "b")])
+    assert np.isnan(means[spec.group_mean_tag("rwc_norm", "b")])

@@ -1,6 +1,5 @@
 """The training driver end to end, as a user runs it: `python -m rwc_keras.main` subprocesses."""
 
-import glob
 import json
 import os
 import socket
@@ -10,12 +9,12 @@ import time
 
 import pandas as pd
 import pytest
-import tensorflow as tf
 
 from rwc_keras import spec
 from rwc_keras.callbacks.layout import read_layout
 
 from .helpers import driver
+from .keras_helpers import read_events
 
 TRACKED = {"resnet18": 21, "vgg19bn": 17, "alexnet": 8}
 REPORT_FILES = {spec.REPORT_MD, spec.AGGREGATED_CSV, spec.ACCURACY_PNG,
@@ -26,14 +25,6 @@ def tiny_run(mnist_dir, logdir, arch="alexnet", *extra):
     return driver(f"--arch={arch}", "--dataset=mnist", f"--data_dir={mnist_dir}", "--epochs=1",
                   "--seeds=3", "--batch_size=16", "--max_train_examples=32",
                   "--max_test_examples=16", f"--logdir={logdir}", *extra)
-
-
-def tags_in(run_dir):
-    tags = set()
-    for path in glob.glob(os.path.join(run_dir, "events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            tags.update(value.tag for value in event.summary.value)
-    return tags
 
 
 @pytest.mark.slow
@@ -54,7 +45,7 @@ def test_each_arch_trains_and_writes_its_files(arch, mnist_dir, tmp_path):
     assert metrics["arch"] == arch and metrics["seed"] == 3 and metrics["epochs"] == 1
     assert 0 <= metrics["test_top1"] <= metrics["test_top5"] <= 1
     assert metrics["images_per_second"] > 0
-    tags = tags_in(str(run_dir))
+    tags = set(read_events(str(run_dir)))
     for split in ("train", "test"):
         assert {f"{split}/loss", f"{split}/top1", f"{split}/top5"} <= tags
     assert any(tag.startswith("rwc/") for tag in tags)
@@ -240,6 +231,6 @@ def test_rwc_metrics_reach_the_csv_the_events_and_the_report(mnist_dir, tmp_path
     assert list(rwc.columns) == list(spec.rwc_columns(
         ("rwc", "rwc_norm", "update_ratio", "rotation")))
     assert rwc["rotation"].gt(0).all() and rwc["update_ratio"].gt(0).all()
-    assert any(tag.startswith("rotation/") for tag in tags_in(str(run_dir)))
+    assert any(tag.startswith("rotation/") for tag in set(read_events(str(run_dir))))
     assert "--rwc_metrics=rotation,update_ratio" in (run_dir / spec.FLAGS_CFG).read_text()
     assert (tmp_path / "alexnet_mnist" / spec.LAYERS_PNG.format(metric="rotation")).exists()
