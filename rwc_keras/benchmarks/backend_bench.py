@@ -33,6 +33,7 @@ from absl import app, flags
 
 from rwc_keras import spec
 from rwc_keras.benchmarks import backend_process
+from rwc_keras.benchmarks.tables import print_and_write
 
 BENCH_DATA = spec.DATASETS[spec.BENCH_DATASET]
 JIT_COMPILE = {"auto": "auto", "true": True, "false": False}
@@ -140,11 +141,7 @@ def main(argv):
         return
     started = datetime.datetime.now()
     table = report([row(backend) for backend in FLAGS.backends], started)
-    print("\n" + table)
-    if FLAGS.output:
-        with open(FLAGS.output, "w") as f:
-            f.write(table)
-        print(f"Table written to {FLAGS.output}")
+    print_and_write(table, FLAGS.output)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ from rwc_keras import spec
 from rwc_keras.benchmarks.host_reads import HostReads
 from rwc_keras.benchmarks.machine import cpu_flags, cpu_model, device_names
 from rwc_keras.benchmarks.measurement_cost import MEASUREMENT_NOTE, measurement_rows
-from rwc_keras.benchmarks.tables import Table, fmt
+from rwc_keras.benchmarks.tables import Table, fmt, print_and_write
 from rwc_keras.benchmarks.timing import EpochTimer, time_calls
 from rwc_keras.benchmarks.workload import CIFAR10, bench_config, generated_cifar
 from rwc_keras.callbacks.rwc_callback import RWCCallback
@@ -362,11 +362,7 @@ def main(argv):
         tables = [machine] + [bench_arch(arch, settings, peak) for arch in FLAGS.archs]
 
     report = "\n".join([top] + [t.markdown() for t in tables])
-    print("\n" + report, flush=True)
-    if FLAGS.output:
-        with open(FLAGS.output, "w") as f:
-            f.write(report)
-        print(f"Tables written to {FLAGS.output}")
+    print_and_write(report, FLAGS.output)
 
 
 if __name__ == "__main__":

@@ -54,3 +54,12 @@ class Table:
 def fmt(value):
     """Three significant digits, without exponents for the benchmark's usual magnitudes."""
     return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def print_and_write(text, path):
+    """Prints a benchmark's markdown and, with a ``path`` (``--output``), writes it there."""
+    print("\n" + text, flush=True)
+    if path:
+        with open(path, "w") as f:
+            f.write(text)
+        print(f"Written to {path}")
