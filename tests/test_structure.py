@@ -93,3 +93,10 @@ def test_the_public_api(name):
     assert name in rwc_keras.__all__
     assert callable(getattr(rwc_keras, name))
 
+
+
+def test_the_test_tree_mirrors_the_package():
+    # tests/backends holds the backend-neutral tests, which run once per Keras backend.
+    folders = {path.name for path in (ROOT / "tests").iterdir()
+               if (path / "__init__.py").exists()} - {"backends"}
+    assert folders == {path.name for path in PACKAGE.iterdir() if (path / "__init__.py").exists()}

@@ -1,5 +1,5 @@
 """The paper's three networks and optimizer in plain PyTorch, the reference that the Keras
-models are judged against (tests/test_torch_fidelity.py).
+models are judged against (tests/experiment/test_torch_fidelity.py).
 
 Written from docs/paper_facts.md ("Architectures", "Training protocol"), not from
 rwc_keras.experiment.models: each module is named after the Keras layer it mirrors, so that

@@ -8,7 +8,7 @@ run of units and never the last one, which holds the output layer. Freezing a un
   asks for no gradient of them, and below the lowest trainable layer no gradient is needed at
   all, so TensorFlow runs no backward operation there: the forward pass alone remains (the
   driver does not even record it on its tape; ``model.fit``'s step is pruned the same way by
-  TensorFlow's graph optimiser; ``tests/test_freezing.py`` checks the executed operations);
+  TensorFlow's graph optimiser; ``tests/freezing/test_freezing.py`` checks the executed operations);
 * rebuilds the train step, once per freeze: by default ``model.make_train_function(force=True)``,
   which ``model.fit`` runs next; the training driver passes its own;
 * keeps every other variable's optimizer state (Keras's optimizers key it per variable);

@@ -30,8 +30,8 @@ from rwc_keras.freezing.freezer import freeze_unit, layer_units, saved_macs, tra
 from rwc_keras.freezing.rwc_freezing import leading_run, smooth
 from rwc_keras.report.freezing import write_report
 
-from .helpers import driver
-from .keras_helpers import StopAt, checkpoint_epoch, event_steps
+from ..helpers import driver
+from ..keras_helpers import StopAt, checkpoint_epoch, event_steps
 
 EXAMPLES, BATCH = 32, 8  # 4 steps per epoch
 NAN = math.nan
@@ -40,7 +40,7 @@ NAN = math.nan
 def two_cpu_strategy():
     """MirroredStrategy over the two logical CPUs, reducing on one device: collective
     all-reduces keep process-wide keys, and those of a strategy made earlier in the process
-    (tests/test_callback.py) for other shapes would clash with this one's."""
+    (tests/callbacks/test_callback.py) for other shapes would clash with this one's."""
     return tf.distribute.MirroredStrategy(
         ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice())
 

@@ -12,8 +12,8 @@ import pytest
 
 from rwc_keras import spec
 
-from .helpers import driver, write_mnist_like
-from .keras_helpers import checkpoint_epoch, event_steps
+from ..helpers import driver, write_mnist_like
+from ..keras_helpers import checkpoint_epoch, event_steps
 
 TRACKED_ALEXNET = 8
 

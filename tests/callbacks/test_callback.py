@@ -11,8 +11,8 @@ from rwc_keras import ResumeCallback, RWCCallback, spec
 from rwc_keras.callbacks.summaries import write_scalars
 from rwc_keras.spec import RWC_COLUMNS as CSV_COLUMNS
 
-from .helpers import reference_metrics
-from .keras_helpers import data, functional, read_scalars
+from ..helpers import reference_metrics
+from ..keras_helpers import data, functional, read_scalars
 
 
 class WeightRecorder(keras.callbacks.Callback):

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from rwc_keras import ResumeCallback, RWCCallback
 
-from .keras_helpers import StopAt, checkpoint_epoch, data, event_steps, functional
+from ..keras_helpers import StopAt, checkpoint_epoch, data, event_steps, functional
 
 
 def script(log_dir, update_freq):

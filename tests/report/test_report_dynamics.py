@@ -16,7 +16,7 @@ from rwc_keras.analysis import dynamics
 from rwc_keras.report import figures, layer_dynamics, load_experiment, write
 from rwc_keras.report.layer_dynamics import ClusterOptions
 
-from .helpers import ROOT
+from ..helpers import ROOT
 
 SEEDS = (0, 42, 123)
 EPOCHS = np.arange(1, 21)

@@ -6,7 +6,7 @@ from rwc_keras import rwc, rwc_norm, rwc_stats
 from rwc_keras.measure.metric import initial_norms, layer_stats
 from rwc_keras.spec import INITIAL_METRICS, METRICS, RWC_METRICS, check_metrics, needs_initial
 
-from .helpers import reference, reference_metrics
+from ..helpers import reference, reference_metrics
 
 
 def all_stats(prev, curr, initial):

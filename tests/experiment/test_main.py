@@ -13,8 +13,8 @@ import pytest
 from rwc_keras import spec
 from rwc_keras.callbacks.layout import read_layout
 
-from .helpers import driver
-from .keras_helpers import read_events
+from ..helpers import driver
+from ..keras_helpers import read_events
 
 TRACKED = {"resnet18": 21, "vgg19bn": 17, "alexnet": 8}
 REPORT_FILES = {spec.REPORT_MD, spec.AGGREGATED_CSV, spec.ACCURACY_PNG,

@@ -20,7 +20,7 @@ import tensorflow_datasets as tfds
 from rwc_keras import spec
 from rwc_keras.experiment.data import pipeline, sources
 
-from .helpers import write_idx, write_mnist_like
+from ..helpers import write_idx, write_mnist_like
 
 PAD = pipeline.CROP_PADDING
 

@@ -15,7 +15,7 @@ from rwc_keras import spec
 from rwc_keras.analysis import claims
 from rwc_keras.report import ExperimentError, figures, load_experiment, verdicts, write
 
-from .helpers import ROOT
+from ..helpers import ROOT
 
 SEEDS = (0, 42, 123)
 EPOCHS = 6

@@ -31,7 +31,7 @@ from rwc_keras.experiment.data.sources import DataUnavailableError, load_arrays
 from rwc_keras.experiment.models import TorchBatchNormalization
 from rwc_keras.experiment.optimizer import TorchSGD
 
-from .helpers import ROOT
+from ..helpers import ROOT
 
 TOLERANCE = 1e-8
 # VGG's conv biases feed BatchNorm, which cancels them: their gradient is zero up to

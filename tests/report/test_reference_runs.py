@@ -16,7 +16,9 @@ from rwc_keras import spec
 from rwc_keras.report import freezing as freezing_report
 from rwc_keras.report import layer_dynamics, load_experiment, verdicts, write
 
-RUNS = pathlib.Path(__file__).resolve().parents[1] / "runs"
+from ..helpers import ROOT
+
+RUNS = pathlib.Path(ROOT) / "runs"
 EXPERIMENT_DIRS = sorted(path for folder in ("reference", "previous_protocol")
                          for path in (RUNS / folder).glob("*_*") if path.is_dir())
 
