@@ -5,18 +5,7 @@ to the state of other callbacks (the RWC snapshots of `RWCCallback`, anything a 
 callback keeps in variables) and to the files they write, so that a resumed run's outputs
 hold every epoch exactly once.
 
-A callback whose state must survive a restart takes part by defining two methods:
-
-* ``checkpoint_state()``: a dict from a name to a `tf.Variable` (or a list of them) that
-  the checkpoint saves and restores. It is called in `ResumeCallback.on_train_begin`, so the
-  callback must have built its state by then in its own ``on_train_begin``: list it BEFORE
-  the `ResumeCallback` in ``callbacks``. The same order makes each epoch's checkpoint hold
-  the callback's state after its own ``on_epoch_end``. A callback listed after it has no
-  state yet and must raise an error saying so, never hand over an empty state.
-* ``on_resume(epoch, step)``: called after a restore with the epochs completed and the
-  optimizer step of the checkpoint: drop what the callback wrote after it (CSV rows,
-  TensorBoard events; `rwc_keras.callbacks.files` has the functions) before it writes anything new.
-  Files are therefore opened at the first ``on_epoch_begin``, not in ``on_train_begin``.
+A callback whose state must survive a restart takes part by implementing `Resumable`.
 
 Exact resume also needs the training data of an epoch to be a function of the epoch (e.g.
 ``model.fit(..., shuffle=False)`` or a ``tf.data`` pipeline seeded per epoch) and
@@ -25,9 +14,34 @@ seed generators, BatchNorm statistics, the optimizer's step and momentum) is in 
 checkpoint.
 """
 
+import typing
+
 import keras
 import tensorflow as tf
 
+
+
+@typing.runtime_checkable
+class Resumable(typing.Protocol):
+    """What `ResumeCallback` asks of a callback whose state must survive a restart.
+
+    ``checkpoint_state()`` is called in `ResumeCallback.on_train_begin`, so the callback must
+    have built its state by then in its own ``on_train_begin``: list it BEFORE the
+    `ResumeCallback` in ``callbacks``. The same order makes each epoch's checkpoint hold the
+    callback's state after its own ``on_epoch_end``. ``on_resume`` drops what the callback
+    wrote after the checkpoint (CSV rows, TensorBoard events; `rwc_keras.callbacks.files` has
+    the functions) before it writes anything new, so files are opened at the first
+    ``on_epoch_begin``, not in ``on_train_begin``.
+    """
+
+    def checkpoint_state(self):
+        """A dict from a name to a `tf.Variable` (or a list of them) that the checkpoint
+        saves and restores. A callback with no state yet (listed after the
+        `ResumeCallback`) must raise an error saying so, never hand over an empty state."""
+
+    def on_resume(self, epoch, step):
+        """Called after a restore with the epochs completed and the optimizer step of the
+        checkpoint."""
 
 class ResumeCallback(keras.callbacks.Callback):
     """Saves the training state at every epoch end; a re-started ``fit`` continues from it.
@@ -71,7 +85,7 @@ class ResumeCallback(keras.callbacks.Callback):
         if not backup_dir:
             raise ValueError(f"ResumeCallback needs a backup_dir, got {backup_dir!r}")
         for callback in callbacks:
-            if not (hasattr(callback, "checkpoint_state") and hasattr(callback, "on_resume")):
+            if not isinstance(callback, Resumable):
                 raise TypeError(
                     f"{type(callback).__name__} cannot be resumed: it has no "
                     "checkpoint_state() and on_resume(epoch, step) methods")
