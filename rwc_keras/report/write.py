@@ -22,7 +22,7 @@ import numpy as np
 
 from rwc_keras import spec
 from rwc_keras.analysis import dynamics
-from rwc_keras.report import figures, layer_dynamics, verdicts
+from rwc_keras.report import dynamics_figures, figures, layer_dynamics, verdicts
 
 CLAIMS_HEADER = ("claim", "window", "seed means", "verdict", "per seed")
 CLUSTERS_HEADER = ("cluster", "layers", "members", "groups")
@@ -181,13 +181,13 @@ def cluster_figures(experiment, clusters):
     metric, layers = clusters.options.metric, len(clustering.labels)
     how = "best silhouette" if clustering.chosen else "given"
     return [
-        ("layer clusters", spec.CLUSTERS_PNG, dynamics.cluster_curves_figure(
+        ("layer clusters", spec.CLUSTERS_PNG, dynamics_figures.cluster_curves_figure(
             clusters.curves, clustering,
             f"{experiment.title}: {layers} layers in {clustering.k} clusters ({how}) by "
             f"the shape of their {metric} curves")),
-        ("layers by curve shape, 2-D PCA", spec.CLUSTERS_PCA_PNG, dynamics.pca_figure(
+        ("layers by curve shape, 2-D PCA", spec.CLUSTERS_PCA_PNG, dynamics_figures.pca_figure(
             clustering, f"{experiment.title}: layers by {metric} curve shape, 2-D PCA")),
-        ("choice of K", spec.CLUSTERS_K_PNG, dynamics.k_choice_figure(
+        ("choice of K", spec.CLUSTERS_K_PNG, dynamics_figures.k_choice_figure(
             clustering, f"{experiment.title}: choice of K for {layers} layers ({metric})")),
     ]
 

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from rwc_keras.analysis import dynamics
+from rwc_keras.report import dynamics_figures
 from rwc_keras.analysis.dynamics import (DynamicsError, adjusted_rand, cluster_layers,
                                          cluster_table, layer_curves, layer_groups,
                                          replace_outliers, settling_points)
@@ -226,19 +227,19 @@ def rendered(figure):
 def test_figures_show_every_layer():
     curves, _ = family_curves()
     clustering = cluster_layers(curves)
-    measured, clustered = rendered(dynamics.cluster_curves_figure(curves, clustering)).axes
+    measured, clustered = rendered(dynamics_figures.cluster_curves_figure(curves, clustering)).axes
     colours = {line.get_color() for line in measured.lines if line.get_xdata().size}
     assert colours == {"C0", "C1", "C2"}
     assert measured.get_yscale() == "log"  # scales from 0.01 to 10
     assert len([line for line in clustered.lines if line.get_xdata().size]) == 12
 
-    (pca,) = rendered(dynamics.pca_figure(clustering)).axes
+    (pca,) = rendered(dynamics_figures.pca_figure(clustering)).axes
     assert sorted(text.get_text() for text in pca.texts) == sorted(curves.columns)
 
-    silhouette, scree = rendered(dynamics.k_choice_figure(clustering)).axes
+    silhouette, scree = rendered(dynamics_figures.k_choice_figure(clustering)).axes
     assert "K = 3 (best silhouette)" in silhouette.get_legend_handles_labels()[1]
 
     settling = settling_points(curves)
-    (ax,) = rendered(dynamics.settling_figure(curves, settling)).axes
+    (ax,) = rendered(dynamics_figures.settling_figure(curves, settling)).axes
     markers = [line for line in ax.lines if line.get_marker() == "o"]
     assert len(markers) == settling["settled"].sum() > 0
