@@ -23,8 +23,8 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[test,backends]'
 	touch $@
 
-# Real Fashion-MNIST from Debian's package (docs/paper_facts.md, section 5): the one paper
-# dataset available offline.
+# Real Fashion-MNIST from Debian's package (docs/paper_facts.md, "Data on machines without
+# internet"): the one paper dataset available offline.
 data:
 	@if [ -d $(FMNIST_DIR) ]; then echo "Fashion-MNIST found in $(FMNIST_DIR)"; \
 	elif command -v apt-get >/dev/null; then \

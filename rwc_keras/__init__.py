@@ -2,6 +2,7 @@
 
     from rwc_keras import RWCCallback, ResumeCallback, rwc, rwc_norm
     from rwc_keras import RWCFreezing, FreezeOut, FreezeOutSchedule, FreezeOutSGD
+    from rwc_keras import build_model, TorchSGD    # the paper's models and optimizer
 """
 
 import importlib
@@ -9,15 +10,17 @@ import importlib
 # Imported on first use, so `python -m rwc_keras.main --help` and bad flags answer at once
 # instead of after TensorFlow's multi-second import.
 _EXPORTS = {
-    "RWCCallback": "rwc_keras.callback",
-    "ResumeCallback": "rwc_keras.resume",
-    "RWCFreezing": "rwc_keras.freezing",
-    "FreezeOut": "rwc_keras.freezeout",
-    "FreezeOutSchedule": "rwc_keras.freezeout",
-    "FreezeOutSGD": "rwc_keras.freezeout",
-    "rwc": "rwc_keras.metric",
-    "rwc_norm": "rwc_keras.metric",
-    "rwc_stats": "rwc_keras.metric",
+    "RWCCallback": "rwc_keras.callbacks.rwc_callback",
+    "ResumeCallback": "rwc_keras.callbacks.resume",
+    "RWCFreezing": "rwc_keras.freezing.rwc_freezing",
+    "FreezeOut": "rwc_keras.freezing.freezeout",
+    "FreezeOutSchedule": "rwc_keras.freezing.freezeout",
+    "FreezeOutSGD": "rwc_keras.freezing.freezeout",
+    "rwc": "rwc_keras.measure.metric",
+    "rwc_norm": "rwc_keras.measure.metric",
+    "rwc_stats": "rwc_keras.measure.metric",
+    "build_model": "rwc_keras.experiment.models",
+    "TorchSGD": "rwc_keras.experiment.optimizer",
 }
 
 __all__ = list(_EXPORTS)

@@ -7,18 +7,18 @@ Usage::
 A (the earlier) and B are Keras weight files (``model.save_weights("x.weights.h5")``) or
 saved models (``model.save("x.keras")``) of the same model. It prints one row per tracked
 tensor (as `RWCCallback` tracks them: trainable, more than one dimension unless
-``--include_1d``) with its group, the chosen measures of `rwc_keras.metric` (default: all),
+``--include_1d``) with its group, the chosen measures of `rwc_keras.measure.metric` (default: all),
 ``zeros`` and ``size``; ``--csv`` also writes them.
 
 Layer names and groups:
 
 * ``--arch`` (with ``--dataset`` for the input shape and classes) builds that model of
-  `rwc_keras.models` and reads both files into it: layers named as in ``rwc.csv`` (e.g.
+  `rwc_keras.experiment.models` and reads both files into it: layers named as in ``rwc.csv`` (e.g.
   ``conv1/kernel``) and the paper's groups.
 * Otherwise a ``.keras`` file among A and B brings its model, and the same names. A
   ``.keras`` file does not keep ``rwc_groups``; when the model's name is an architecture of
-  `rwc_keras.spec` (as `rwc_keras.models.build_model` names it), the groups come from that
-  architecture rebuilt with the saved model's input shape and classes.
+  `rwc_keras.spec` (as `rwc_keras.experiment.models.build_model` names it), the groups come from
+  that architecture rebuilt with the saved model's input shape and classes.
 * Otherwise the names are the paths inside the weights file, such as
   ``layers/conv2d/vars/0`` (Keras stores layers by class name and variables by position),
   without groups, and every stored tensor with more than one dimension is tracked (all
@@ -49,6 +49,7 @@ import h5py
 import pandas as pd
 
 from rwc_keras import spec
+from rwc_keras.measure.selection import is_tracked
 
 # Where a .keras archive keeps its weights.
 KERAS_WEIGHTS = "model.weights.h5"
@@ -142,12 +143,12 @@ def model_for(paths, arch, dataset_name):
         ``(model, groups, source)``: from ``arch`` when given, else from the first
         ``.keras`` file of ``paths``, else ``(None, {}, "the files' own layout")``.
     """
-    from rwc_keras.models import build_model  # noqa: PLC0415 (TensorFlow, after the checks)
+    # Imported here: TensorFlow loads only after the files passed their checks.
+    from rwc_keras.experiment.models import build_model  # noqa: PLC0415
 
     if arch is not None:
         dataset = spec.dataset(dataset_name)
-        model = build_model(arch, (spec.IMAGE_SIZE, spec.IMAGE_SIZE, dataset.channels),
-                            dataset.num_classes)
+        model = build_model(arch, dataset.input_shape, dataset.num_classes)
         return model, model.rwc_groups, f"--arch={arch} (--dataset={dataset_name})"
     for path in paths:
         if path.endswith(".keras"):
@@ -178,9 +179,9 @@ def read_weights(path, model, source, include_1d=False):
     except ValueError as error:
         raise DiffError(path, f"does not fit {source}: {' '.join(str(error).split())}") from None
     return {
-        variable.path.removeprefix(model.name + "/"): variable.numpy()
+        spec.layer_name(model, variable): variable.numpy()
         for variable in model.trainable_variables
-        if include_1d or len(variable.shape) > 1
+        if is_tracked(variable.shape, include_1d)
     }
 
 
@@ -202,7 +203,7 @@ def diff_weights(earlier, later, initial=None, metrics=spec.METRICS, groups=None
         A DataFrame with columns ``layer``, ``group``, the measures in ``METRICS`` order,
         ``zeros`` and ``size``, rows in ``earlier``'s order.
     """
-    from rwc_keras.metric import layer_stats  # noqa: PLC0415
+    from rwc_keras.measure.metric import layer_stats  # noqa: PLC0415
 
     metrics = spec.check_metrics(metrics)
     initial = earlier if initial is None else initial
@@ -235,7 +236,7 @@ def compare_files(paths, metrics, arch=None, dataset_name="cifar10", include_1d=
     model, groups, source = model_for(paths, arch, dataset_name)
     if model is None:
         weights = [{name: array for name, array in tensors.items()
-                    if include_1d or array.ndim > 1} for tensors in stored]
+                    if is_tracked(array.shape, include_1d)} for tensors in stored]
     else:
         weights = [read_weights(path, model, source, include_1d) for path in paths]
     return diff_weights(*weights[:2], initial=weights[2] if len(paths) > 2 else None,
@@ -244,39 +245,44 @@ def compare_files(paths, metrics, arch=None, dataset_name="cifar10", include_1d=
 
 # -- the command line ------------------------------------------------------------------------
 
-_CSV = flags.DEFINE_string("csv", None, "Also write the table to this CSV file.")
-_METRICS = flags.DEFINE_list("metrics", list(spec.METRICS),
-                             f"Measures to compute, from: {','.join(spec.METRICS)}.")
-_INITIAL = flags.DEFINE_string("initial", None, "Weights at train begin (.weights.h5 or "
-                               ".keras) for dist_init and rotation; default A.")
-_ARCH = flags.DEFINE_enum("arch", None, list(spec.ARCHITECTURES),
-                          "Read the files into this model of rwc_keras.models: layer names "
-                          "and groups for .weights.h5 files.")
-_DATASET = flags.DEFINE_enum("dataset", "cifar10", list(spec.DATASETS),
-                             "The dataset --arch was built for (input channels, classes).")
-_INCLUDE_1D = flags.DEFINE_bool("include_1d", False,
-                                "Also compare one-dimensional tensors (biases, BatchNorm).")
-flags.register_validator(
-    "metrics", lambda names: bool(names) and set(names) <= set(spec.METRICS),
-    message=f"--metrics must be a comma-separated subset of {','.join(spec.METRICS)}")
+def define_flags():
+    """Defines the command's flags; called only when it runs, so importing defines none."""
+    flags.DEFINE_string("csv", None, "Also write the table to this CSV file.")
+    flags.DEFINE_list("metrics", list(spec.METRICS),
+                      f"Measures to compute, from: {','.join(spec.METRICS)}.")
+    flags.DEFINE_string("initial", None, "Weights at train begin (.weights.h5 or .keras) for "
+                        "dist_init and rotation; default A.")
+    flags.DEFINE_enum("arch", None, list(spec.ARCHITECTURES),
+                      "Read the files into this model of rwc_keras.experiment.models: layer "
+                      "names and groups for .weights.h5 files.")
+    flags.DEFINE_enum("dataset", "cifar10", list(spec.DATASETS),
+                      "The dataset --arch was built for (input channels, classes).")
+    flags.DEFINE_bool("include_1d", False,
+                      "Also compare one-dimensional tensors (biases, BatchNorm).")
+    flags.register_validator(
+        "metrics", lambda names: bool(names) and set(names) <= set(spec.METRICS),
+        message=f"--metrics must be a comma-separated subset of {','.join(spec.METRICS)}")
+
+
+FLAGS = flags.FLAGS
 
 
 def main(argv):
     """Compares the two files of ``argv[1:]``; one line and exit code 1 on bad input."""
     if len(argv) != 3:
         raise app.UsageError(f"give two files, A and B; got {len(argv) - 1}")
-    paths = argv[1:] + ([_INITIAL.value] if _INITIAL.value else [])
+    paths = argv[1:] + ([FLAGS.initial] if FLAGS.initial else [])
     try:
-        table = compare_files(paths, _METRICS.value, _ARCH.value, _DATASET.value,
-                              _INCLUDE_1D.value)
+        table = compare_files(paths, FLAGS.metrics, FLAGS.arch, FLAGS.dataset, FLAGS.include_1d)
     except DiffError as error:
         print(f"rwc_keras.diff: {error}", file=sys.stderr)
         sys.exit(1)
     print(table.to_string(index=False, float_format="{:.6g}".format))
-    if _CSV.value:
-        table.to_csv(_CSV.value, index=False)
-        print(f"wrote {_CSV.value}")
+    if FLAGS.csv:
+        table.to_csv(FLAGS.csv, index=False)
+        print(f"wrote {FLAGS.csv}")
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -1,16 +1,16 @@
 """The experiment schema: every fact about architectures, datasets and run folders, once.
 
 Everything else reads this module: the flags of ``rwc_keras.main`` take their choices from
-it, ``rwc_keras.models`` finds each architecture's builder by the name written here,
-``rwc_keras.data`` each dataset's reader and statistics, the callback and the driver the file
-names, CSV columns and TensorBoard tags, the report the groups, panels, titles and paper
-accuracies. The paper's claims about RWC, which only the report checks, are data too, in
-``rwc_keras.claims``. It imports no TensorFlow, so flag validation stays instant.
+it, ``rwc_keras.experiment.models`` finds each architecture's builder by the name written here,
+``rwc_keras.experiment.data.sources`` each dataset's reader and statistics, the callback and the
+driver the file names, CSV columns and TensorBoard tags, the report the groups, panels, titles and
+paper accuracies. The paper's claims about RWC, which only the report checks, are data too, in
+``rwc_keras.analysis.claims``. It imports no TensorFlow, so flag validation stays instant.
 
 Adding an architecture is one `Architecture` entry here plus one builder function in
-``rwc_keras.models``; adding a dataset is one `Dataset` entry plus, when its raw files have a
-new layout, one reader in ``rwc_keras.data``. ``tests/test_spec.py`` checks that the schema
-and the code agree.
+``rwc_keras.experiment.models``; adding a dataset is one `Dataset` entry plus, when its raw files
+have a new layout, one reader in ``rwc_keras.experiment.data.sources``. ``tests/test_spec.py``
+checks that the schema and the code agree.
 
 Where the facts come from (the paper, Table 1 and the authors' code): ``docs/paper_facts.md``.
 """
@@ -32,8 +32,8 @@ class Architecture:
     Attributes:
         name: the ``--arch`` value.
         title: its name in figures and reports.
-        builder: the name of the function in ``rwc_keras.models`` that builds it.
-        groups: its layer groups, in plotting order (``docs/paper_facts.md``, section 2).
+        builder: the name of the function in ``rwc_keras.experiment.models`` that builds it.
+        groups: its layer groups, in plotting order (``docs/paper_facts.md``, "Architectures").
         panels: the groups each chart of the paper's figures shows together.
         lr: Table 1's learning rate per dataset.
         weight_decay: Table 1's (PyTorch-style, coupled) weight decay.
@@ -90,7 +90,7 @@ def architecture(name):
                           f"{', '.join(ARCHITECTURES)}") from None
 
 
-# -- the training protocol (docs/paper_facts.md, sections 1 and 3) ------------------------
+# -- the training protocol (docs/paper_facts.md, "The metric" and "Training protocol") ------
 
 # The authors' seeds: each curve of the paper is their mean.
 SEEDS = (0, 42, 123, 1000, 1234)
@@ -98,9 +98,11 @@ EPOCHS = 150
 BATCH_SIZE = 128
 MOMENTUM = 0.9
 
-# The benches' optimizer (rwc_keras.bench, backend_bench, freezing_bench): a real run's
-# update path, weight decay included; speed does not depend on the values.
+# The benchmarks' optimizer (rwc_keras.benchmarks): a real run's update path, weight decay
+# included; speed does not depend on the values.
 BENCH_LR, BENCH_WEIGHT_DECAY = 0.01, 1e-4
+# The dataset whose image shape and classes the benchmarks' generated data takes.
+BENCH_DATASET = "cifar10"
 
 
 # -- datasets -----------------------------------------------------------------------------
@@ -112,6 +114,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # Input normalisations (``--normalize``): the authors' loaders, the dataset's own mean and
 # std, or none at all ([0, 1] pixels).
 NORMALIZATIONS = ("authors", "dataset", "none")
+DEFAULT_NORMALIZATION = "authors"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,7 +132,7 @@ class Dataset:
             does not normalise this dataset.
         authors_std: the per-channel std the authors' loader divides by, or None.
         raw_format: the layout of the original files, which names the reader in
-            ``rwc_keras.data`` (``"idx"``, ``"cifar10"`` or ``"cifar100"``).
+            ``rwc_keras.experiment.data.sources`` (``"idx"``, ``"cifar10"`` or ``"cifar100"``).
         debian_package: the Debian package that ships the original files, or None.
         debian_dir: where that package puts them.
         download_host: ``(host, port)`` the TFDS builder downloads from.
@@ -158,6 +161,11 @@ class Dataset:
         if normalize == "authors" and self.authors_mean is not None:
             return self.authors_mean, self.authors_std
         return None
+
+    @property
+    def input_shape(self):
+        """The models' input shape for this dataset: its images at ``IMAGE_SIZE`` square."""
+        return (IMAGE_SIZE, IMAGE_SIZE, self.channels)
 
 
 DATASETS = {
@@ -242,10 +250,10 @@ def paper_top1(arch, dataset_name):
     return architecture(arch).paper_top1.get(dataset_name)
 
 
-# Every measure of a weight tensor RWCCallback can record (``rwc_keras.metric`` computes
+# Every measure of a weight tensor RWCCallback can record (``rwc_keras.measure.metric`` computes
 # them), in the order of the CSV's columns; each is a CSV column and a TensorBoard tag family.
 METRICS = ("rwc", "rwc_norm", "update_ratio", "dist_init", "rotation", "weight_norm")
-# The two RWC definitions (docs/paper_facts.md, section 1): always recorded, and the only
+# The two RWC definitions (docs/paper_facts.md, "The metric"): always recorded, and the only
 # measures the paper's claims are about.
 RWC_METRICS = ("rwc", "rwc_norm")
 # The measures comparing with the weights at train begin (w0), which costs one extra copy of
@@ -314,8 +322,6 @@ def layer_name(model, variable):
 
 # Written by the training driver, per run.
 HISTORY_CSV = "history.csv"
-HISTORY_COLUMNS = ("epoch", "train_loss", "train_top1", "train_top5",
-                   "test_loss", "test_top1", "test_top5", "seconds")
 METRICS_JSON = "metrics.json"
 # TensorBoard's event files, written by RWCCallback and the driver.
 EVENTS_GLOB = "events.out.tfevents.*"
@@ -356,12 +362,19 @@ def accuracy_tag(split, metric):
 # The splits and metrics the driver logs per epoch (history.csv and TensorBoard).
 SPLITS = ("train", "test")
 EPOCH_METRICS = ("loss", "top1", "top5")
+# The prefix of each split's metrics in the driver's Keras logs: loss, test_loss, ...
+LOG_PREFIX = {"train": "", "test": "test_"}
+# history.csv: the epoch, each split's metrics, then the epoch's training seconds.
+HISTORY_COLUMNS = ("epoch",
+                   *(f"{split}_{metric}" for split in SPLITS for metric in EPOCH_METRICS),
+                   "seconds")
 
 
-# -- layer freezing (rwc_keras.freezing, rwc_keras.freezeout) ------------------------------
+# -- layer freezing (rwc_keras.freezing) -----------------------------------------------------
 
 # ``--freeze``: no freezing, the RWC rule (`RWCFreezing`) or FreezeOut's schedule.
 FREEZE_MODES = ("none", "rwc", "freezeout")
+DEFAULT_FREEZE = "none"
 # The RWC freezing rule's defaults (`rwc_keras.RWCFreezing`; docs/freezing.md says how they
 # were chosen), for RWC measured once per epoch. The driver's --freeze_<name> flags.
 RWC_FREEZING_RULE = {"threshold": 0.5, "patience": 1, "smoothing": 0.25, "warmup": 0.1}
@@ -369,6 +382,7 @@ RWC_FREEZING_RULE = {"threshold": 0.5, "patience": 1, "smoothing": 0.25, "warmup
 # froze (its scale and offset fixed, its moving statistics still updated), or in inference
 # mode with its moving statistics, which is what Keras's ``trainable = False`` means.
 FREEZE_BATCHNORM = ("batch", "inference")
+DEFAULT_FREEZE_BATCHNORM = "batch"
 # Written by a freezing callback, per run: one row per frozen layer group. ``smoothed`` and
 # ``peak`` are the RWC rule's (empty for FreezeOut). ``saved_macs``: multiply-adds per
 # example that every training step skips from then on (all groups frozen so far);
@@ -376,7 +390,7 @@ FREEZE_BATCHNORM = ("batch", "inference")
 FREEZING_CSV = "freezing.csv"
 FREEZING_COLUMNS = ("epoch", "step", "group", "layers", "smoothed", "peak", "saved_macs",
                     "train_macs")
-# Written by `python -m rwc_keras.freezing_report`, into the folder it compares.
+# Written by `python -m rwc_keras.report.freezing`, into the folder it compares.
 FREEZING_REPORT_MD = "freezing_report.md"
 FREEZING_PNG = "freezing.png"
 

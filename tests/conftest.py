@@ -7,6 +7,7 @@ keras.distribution.DataParallel.
 """
 
 import os
+import random
 
 from .helpers import CPU_DEVICES, write_mnist_like
 
@@ -35,3 +36,21 @@ def mnist_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("mnist")
     write_mnist_like(folder, num_train=256, num_test=32)
     return str(folder)
+
+
+@pytest.fixture
+def kill_delay(request):
+    """``kill_delay(high)``: seconds in [0, high) to wait before killing a run, drawn from a
+    generator whose seed a failing test prints; ``RWC_KILL_SEED=<seed>`` draws them again."""
+    seed = int(os.environ.get("RWC_KILL_SEED") or random.SystemRandom().randrange(2**32))
+    request.node.user_properties.append(("RWC_KILL_SEED", seed))
+    generator = random.Random(seed)
+    return lambda high: generator.uniform(0.0, high)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = (yield).get_result()
+    if report.failed:
+        for name, value in item.user_properties:
+            report.sections.append((name, f"rerun with {name}={value} to repeat it"))

@@ -1,5 +1,5 @@
 """A user's own ``model.fit`` script with `RWCCallback` and `ResumeCallback`, as the README
-shows it, and with `RWCFreezing` when asked: tests/test_resume.py and tests/test_freezing.py
+shows it, and with `RWCFreezing` when asked: tests/callbacks/test_resume.py and tests/freezing/test_freezing.py
 run it, kill it with SIGKILL and run it again.
 
 With ``freeze``: RWC every 2 steps; threshold 2 (always below the peak) and warm-up 0.5, so

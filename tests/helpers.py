@@ -21,14 +21,14 @@ def reference(prev, curr):
     """RWC computed the plain way in float64: ``(rwc, rwc_norm, zeros)`` of two weight arrays.
 
     Elements whose previous value is 0 are left out of ``rwc`` and counted in ``zeros``; an
-    all-zero ``prev`` gives NaN for both values (docs/paper_facts.md, section 1).
+    all-zero ``prev`` gives NaN for both values (docs/paper_facts.md, "The metric").
     """
     values = reference_metrics(prev, curr)
     return values["rwc"], values["rwc_norm"], values["zeros"]
 
 
 def reference_metrics(prev, curr, initial=None):
-    """Every measure of rwc_keras.metric recomputed in float64 numpy, by name; the ones
+    """Every measure of rwc_keras.measure.metric recomputed in float64 numpy, by name; the ones
     comparing with ``initial`` only when it is given."""
     prev, curr = np.asarray(prev, np.float64), np.asarray(curr, np.float64)
     nonzero = prev != 0
@@ -66,8 +66,9 @@ def write_mnist_like(folder, num_train, num_test, gz=False, seed=0):
     """The four MNIST files of random 28x28 images in ``folder``.
 
     Returns:
-        ``[(x_train, y_train), (x_test, y_test)]`` as `rwc_keras.data.load_arrays` gives
-        them: uint8 (N, 28, 28, 1) images and int64 labels.
+        ``[(x_train, y_train), (x_test, y_test)]`` as
+        `rwc_keras.experiment.data.sources.load_arrays` gives them: uint8 (N, 28, 28, 1) images
+        and int64 labels.
     """
     os.makedirs(folder, exist_ok=True)
     rng = np.random.default_rng(seed)

@@ -12,6 +12,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from rwc_keras import spec
+
 
 def functional():
     inputs = keras.Input((8, 8, 2))
@@ -28,14 +30,27 @@ def data(n=64):
     return x, y
 
 
-def event_steps(folder):
-    """tag -> the steps of its TensorBoard events in the folder, in file order."""
-    steps = {}
-    for path in sorted(glob.glob(os.path.join(folder, "events.out.tfevents.*"))):
+def read_events(folder):
+    """tag -> ``[(step, tensor proto), ...]`` of the TensorBoard events in the folder's event
+    files, in file order: the one reader of the tests."""
+    events = {}
+    for path in sorted(glob.glob(os.path.join(folder, spec.EVENTS_GLOB))):
         for event in tf.compat.v1.train.summary_iterator(path):
             for value in event.summary.value:
-                steps.setdefault(value.tag, []).append(event.step)
-    return steps
+                events.setdefault(value.tag, []).append((event.step, value.tensor))
+    return events
+
+
+def event_steps(folder):
+    """tag -> the steps of its TensorBoard events in the folder, in file order."""
+    return {tag: [step for step, _ in events] for tag, events in read_events(folder).items()}
+
+
+def read_scalars(folder):
+    """tag -> {step: value} of the folder's numeric TensorBoard scalars."""
+    return {tag: {step: float(tf.make_ndarray(tensor)) for step, tensor in events}
+            for tag, events in read_events(folder).items()
+            if events[0][1].dtype != tf.string.as_datatype_enum}
 
 
 def checkpoint_epoch(checkpoint_dir):

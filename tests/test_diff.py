@@ -11,7 +11,7 @@ import pytest
 
 from rwc_keras import diff, spec
 from rwc_keras.diff import DiffError, compare_files
-from rwc_keras.models import build_model
+from rwc_keras.experiment.models import build_model
 
 from .helpers import ROOT, reference_metrics
 

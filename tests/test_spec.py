@@ -6,12 +6,16 @@ import sys
 
 import pytest
 
-from rwc_keras import claims, data, models, spec
+from rwc_keras import spec
+from rwc_keras.analysis import claims
+from rwc_keras.experiment import models
+from rwc_keras.experiment.data import sources
 
 
 def test_the_driver_flags_come_from_the_schema_without_tensorflow():
-    code = ("import json, sys; from absl import flags; from rwc_keras import main; "
-            "main.define_flags(); "
+    code = ("import json, sys; from absl import flags; "
+            "from rwc_keras.experiment import flags as driver_flags; "
+            "driver_flags.define_flags(); "
             "print(json.dumps([flags.FLAGS[name].parser.enum_values "
             "for name in ('arch', 'dataset', 'normalize')] + ['tensorflow' in sys.modules]))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -38,7 +42,7 @@ def test_every_architecture_has_a_builder_and_complete_tables(arch):
 @pytest.mark.parametrize("name", spec.DATASETS)
 def test_every_dataset_has_a_reader_and_statistics(name):
     entry = spec.DATASETS[name]
-    assert entry.raw_format in data._EXPECTED_FILES
+    assert entry.raw_format in sources._EXPECTED_FILES
     assert len(entry.mean) == len(entry.std) == entry.channels
     for normalize in spec.NORMALIZATIONS:
         mean_std = entry.normalization(normalize)
@@ -108,7 +112,7 @@ def test_claims_name_known_architectures_datasets_and_groups():
 
 def test_claims_per_experiment_as_in_the_paper():
     # The overall claim + the experiment's own comparisons + comparisons with another
-    # dataset's experiment (docs/paper_facts.md, section 4).
+    # dataset's experiment (docs/paper_facts.md, "Claims the paper makes").
     want = {
         ("resnet18", "cifar10"): 1 + 3,
         ("resnet18", "cifar100"): 1 + 3,

@@ -1,11 +1,11 @@
 """The paper's three networks and optimizer in plain PyTorch, the reference that the Keras
-models are judged against (tests/test_torch_fidelity.py).
+models are judged against (tests/experiment/test_torch_fidelity.py).
 
 Written from docs/paper_facts.md ("Architectures", "Training protocol"), not from
-rwc_keras.models: each module is named after the Keras layer it mirrors, so that
+rwc_keras.experiment.models: each module is named after the Keras layer it mirrors, so that
 `copy_keras_to_torch` and `copy_torch_to_keras` move weights by name. The optimizer is
-``torch.optim.SGD`` itself: its coupled weight decay is what `rwc_keras.optimizer.TorchSGD`
-claims to reproduce.
+``torch.optim.SGD`` itself: its coupled weight decay is what
+`rwc_keras.experiment.optimizer.TorchSGD` claims to reproduce.
 """
 
 import math

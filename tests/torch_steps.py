@@ -30,9 +30,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from rwc_keras.data import load_arrays  # noqa: E402
-from rwc_keras.models import build_model  # noqa: E402
-from rwc_keras.optimizer import TorchSGD  # noqa: E402
+from rwc_keras.experiment.data.sources import load_arrays  # noqa: E402
+from rwc_keras.experiment.models import build_model  # noqa: E402
+from rwc_keras.experiment.optimizer import TorchSGD  # noqa: E402
 from tests import torch_reference  # noqa: E402
 
 HELD_OUT = 64

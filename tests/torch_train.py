@@ -1,12 +1,12 @@
 """The reference protocol trained in plain PyTorch: the accuracy the project's runs are
 compared with (runs/README.md, "Project against PyTorch").
 
-The same files (`rwc_keras.data.load_arrays`), the same preprocessing as the authors' loaders
-(bilinear resize to 32x32, pixels in [0, 1], a random horizontal flip per image), the same
-example order rule as `rwc_keras.data.Datasets` (a permutation seeded with ``(seed, epoch)``),
-Table 1's optimizer (``torch.optim.SGD``, momentum 0.9, coupled weight decay) and batch 128,
-the models of tests/torch_reference.py with PyTorch's or the authors' initialisation. Flips and
-initial weights come from ``torch.manual_seed(seed)``.
+The same files (`rwc_keras.experiment.data.sources.load_arrays`), the same preprocessing as the
+authors' loaders (bilinear resize to 32x32, pixels in [0, 1], a random horizontal flip per image),
+the same example order rule as `rwc_keras.experiment.data.pipeline.Datasets` (a permutation seeded
+with ``(seed, epoch)``), Table 1's optimizer (``torch.optim.SGD``, momentum 0.9, coupled weight
+decay) and batch 128, the models of tests/torch_reference.py with PyTorch's or the authors'
+initialisation. Flips and initial weights come from ``torch.manual_seed(seed)``.
 
     python tests/torch_train.py --arch=resnet18 --seeds=0,42,123,1,2 \\
         --max_train_examples=20000 --logdir=runs/pytorch
@@ -31,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from rwc_keras import spec  # noqa: E402
-from rwc_keras.data import load_arrays  # noqa: E402
+from rwc_keras.experiment.data.sources import load_arrays  # noqa: E402
 from tests import torch_reference  # noqa: E402
 
 DATASET = "fashion_mnist"

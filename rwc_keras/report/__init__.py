@@ -10,10 +10,10 @@ per seed, as ``python -m rwc_keras.main`` writes it (which also reports at its e
 module per job:
 
 * `rwc_keras.report.experiment`: reading an experiment folder, statistics over seeds;
-* `rwc_keras.report.verdicts`: the paper's claims (``rwc_keras.claims``) judged on the seed
+* `rwc_keras.report.verdicts`: the paper's claims (``rwc_keras.analysis.claims``) judged on the seed
   means and per seed;
 * `rwc_keras.report.layer_dynamics`: the layers clustered by the shape of their curves, and
-  when each layer and group settles (``rwc_keras.dynamics``);
+  when each layer and group settles (``rwc_keras.analysis.dynamics``);
 * `rwc_keras.report.figures`: the per-layer RWC figures and the accuracy figure;
 * `rwc_keras.report.write`: the files written into the experiment folder, report.md's text;
 * ``rwc_keras/report/__main__.py``: the command line.

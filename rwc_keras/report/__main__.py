@@ -20,7 +20,8 @@ import sys
 
 from absl import app, flags
 
-from rwc_keras import claims, spec
+from rwc_keras import spec
+from rwc_keras.analysis import claims
 from rwc_keras.report import figures, layer_dynamics, verdicts, write
 from rwc_keras.report.experiment import ExperimentError, load_experiment
 

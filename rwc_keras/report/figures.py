@@ -12,7 +12,9 @@ Example:
 
 from matplotlib.figure import Figure
 
-from rwc_keras import dynamics, spec
+from rwc_keras import spec
+from rwc_keras.analysis import dynamics
+from rwc_keras.report.dynamics_figures import log_if_wide
 from rwc_keras.report.experiment import over_seeds
 
 # Fewer seeds than this get a min-max band instead of plus/minus one std.
@@ -90,11 +92,8 @@ def rwc_figure(experiment, metric, settling=None):
             ax.plot([], [], color="grey", marker="o", markeredgecolor="black",
                     linestyle="none", label="settles")
         ax.set_title(" vs ".join(groups))
-        positive = curves.loc[curves["mean"] > 0, "mean"]
-        # A few near-zero weights can make rwc spike by orders of magnitude: a log axis
-        # keeps the other curves readable (a band's negative part is then clipped).
-        if len(positive) and positive.max() > dynamics.LOG_SCALE_SPAN * positive.min():
-            ax.set_yscale("log")
+        # A band's negative part is clipped on a log axis.
+        log_if_wide(ax, curves["mean"].to_numpy())
         ax.set_xlabel("epoch" if experiment.x == "epoch" else "optimizer step")
         ax.set_ylabel(f"{metric} = {spec.METRIC_FORMULAS[metric]}")
         ax.legend()

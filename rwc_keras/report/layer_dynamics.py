@@ -1,4 +1,5 @@
-"""An experiment's layer clusters and settling points, for the report (`rwc_keras.dynamics`).
+"""An experiment's layer clusters and settling points, for the report
+(`rwc_keras.analysis.dynamics`).
 
 Clusters: K-means of the layers, each described by the shape of its seed-mean curve of one
 metric (scaled to unit L2 norm, so that its scale does not decide its cluster), with K the
@@ -6,14 +7,15 @@ best silhouette score unless given. The metric is ``rwc_norm`` by default: a rat
 norms, it moves smoothly, while ``rwc``, a mean of per-weight ratios, can jump by orders of
 magnitude when a few weights pass near zero, and such a jump then decides the shape of its
 layer's curve and so its cluster. ``rwc`` (what the paper plots) is an option, as are the
-authors' rules (docs/paper_facts.md, section 7): values further than 2 std from their
-layer's mean replaced by that mean, and the first and last layer left out. The adjusted Rand
-index says how well the clusters match the paper's groups.
+authors' rules (docs/paper_facts.md, "Facts for the next features"): values further than 2 std
+from their layer's mean replaced by that mean, and the first and last layer left out. The adjusted
+Rand index says how well the clusters match the paper's groups.
 
 Settling points: on every layer's seed-mean ``rwc_norm`` curve, smoothed, the first
-measurement from which it stays below 10% of its peak (`rwc_keras.dynamics.settling_points`).
-A group settles when half of its layers have: at the lower median of its layers' settling
-points, a layer that never settles counting as later than any measurement.
+measurement from which it stays below 10% of its peak
+(`rwc_keras.analysis.dynamics.settling_points`). A group settles when half of its layers have: at
+the lower median of its layers' settling points, a layer that never settles counting as later than
+any measurement.
 
 report.md's sections on them are written by `rwc_keras.report.write`.
 
@@ -28,7 +30,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from rwc_keras import dynamics
+from rwc_keras.analysis import dynamics
 
 CLUSTER_METRIC = "rwc_norm"
 SETTLING_METRIC = "rwc_norm"
@@ -58,7 +60,7 @@ class LayerClusters:
     Attributes:
         options: the `ClusterOptions` used.
         curves: the seed-mean curves, one column per layer.
-        clustering: the `rwc_keras.dynamics.Clustering`; None when there is none.
+        clustering: the `rwc_keras.analysis.dynamics.Clustering`; None when there is none.
         problem: why there is no clustering (e.g. too few measurements); empty otherwise.
         adjusted_rand: the clusters' adjusted Rand index against the groups (NaN: none).
     """
@@ -104,7 +106,7 @@ def settle_experiment(experiment):
     """Every layer's settling point on its seed-mean ``rwc_norm`` curve.
 
     Returns:
-        `rwc_keras.dynamics.settling_points`' table (index: layer; ``peak``, ``peak_at``,
+        `rwc_keras.analysis.dynamics.settling_points`' table (index: layer; ``peak``, ``peak_at``,
         ``settled_at``, ``settled``) with each layer's ``group``, in the layers' order.
     """
     curves = dynamics.layer_curves(experiment.aggregated, SETTLING_METRIC)

@@ -1,8 +1,9 @@
-"""Judging the paper's claims (``rwc_keras.claims``) on experiments, on the seed mean and per seed.
+"""Judging the paper's claims (``rwc_keras.analysis.claims``) on experiments, on the seed mean and
+per seed.
 
 A group's value in a window is the mean, over the window's measurements, of its curve: of the
 seed-mean curve for the verdict on the means, of each seed's own curve for the count of seeds.
-Windows (``rwc_keras.claims.WINDOWS``): *all epochs*, and the *last half* of training
+Windows (``rwc_keras.analysis.claims.WINDOWS``): *all epochs*, and the *last half* of training
 (epochs > E/2 of E epochs, so at least the last epoch; with RWC measured per optimizer step,
 steps > half the last measured step, so that a one-epoch experiment has a last half too).
 ``a < b`` holds when a is strictly lower; ``a ≈ b`` when ``|a - b|`` is at most the tolerance
@@ -22,7 +23,8 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from rwc_keras import claims, spec
+from rwc_keras import spec
+from rwc_keras.analysis import claims
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +32,7 @@ class Judgement:
     """One claim judged on one metric over one window.
 
     Attributes:
-        claim: the `rwc_keras.claims.Claim`.
+        claim: the `rwc_keras.analysis.claims.Claim`.
         window: the window's label with the epochs or steps it covers, e.g.
             ``last half (6-10)``.
         left, right: the two sides' values on the seed-mean curves (NaN when missing).
@@ -103,12 +105,12 @@ def judge(claim, experiment, experiments, metric, window, tolerance):
     """Judges one claim on ``experiment`` over one window.
 
     Args:
-        claim: a `rwc_keras.claims.Claim` about the experiment's architecture.
+        claim: a `rwc_keras.analysis.claims.Claim` about the experiment's architecture.
         experiment: the `Experiment` the report is for.
         experiments: all loaded experiments by ``(arch, dataset)``, for claims naming
             another dataset.
         metric: one of ``rwc_keras.spec.RWC_METRICS``.
-        window: one of ``rwc_keras.claims.WINDOWS``.
+        window: one of ``rwc_keras.analysis.claims.WINDOWS``.
         tolerance: relative difference up to which two values are about equal.
 
     Returns:

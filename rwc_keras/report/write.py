@@ -5,7 +5,7 @@ layer, group and measure, see `rwc_keras.report.experiment`), ``<metric>_layers.
 measure the runs recorded: ``rwc_layers.png``, ``rwc_norm_layers.png`` and those of
 ``RWCCallback(metrics=...)``'s other measures (`rwc_keras.report.figures.rwc_figure`,
 ``rwc_norm``'s with the layers' settling points), ``accuracy.png``, the layer clusters'
-``clusters.png``, ``clusters_pca.png`` and ``clusters_k.png`` (`rwc_keras.dynamics`; none
+``clusters.png``, ``clusters_pca.png`` and ``clusters_k.png`` (`rwc_keras.analysis.dynamics`; none
 when the layers cannot be clustered) and ``report.md``: the final test accuracy beside the
 paper's, the paper's claims judged on the seed means and per seed for both RWC definitions
 (`rwc_keras.report.verdicts`; never on the other measures), the layer clusters and the
@@ -20,8 +20,9 @@ import os
 
 import numpy as np
 
-from rwc_keras import dynamics, spec
-from rwc_keras.report import figures, layer_dynamics, verdicts
+from rwc_keras import spec
+from rwc_keras.analysis import dynamics
+from rwc_keras.report import dynamics_figures, figures, layer_dynamics, verdicts
 
 CLAIMS_HEADER = ("claim", "window", "seed means", "verdict", "per seed")
 CLUSTERS_HEADER = ("cluster", "layers", "members", "groups")
@@ -180,13 +181,13 @@ def cluster_figures(experiment, clusters):
     metric, layers = clusters.options.metric, len(clustering.labels)
     how = "best silhouette" if clustering.chosen else "given"
     return [
-        ("layer clusters", spec.CLUSTERS_PNG, dynamics.cluster_curves_figure(
+        ("layer clusters", spec.CLUSTERS_PNG, dynamics_figures.cluster_curves_figure(
             clusters.curves, clustering,
             f"{experiment.title}: {layers} layers in {clustering.k} clusters ({how}) by "
             f"the shape of their {metric} curves")),
-        ("layers by curve shape, 2-D PCA", spec.CLUSTERS_PCA_PNG, dynamics.pca_figure(
+        ("layers by curve shape, 2-D PCA", spec.CLUSTERS_PCA_PNG, dynamics_figures.pca_figure(
             clustering, f"{experiment.title}: layers by {metric} curve shape, 2-D PCA")),
-        ("choice of K", spec.CLUSTERS_K_PNG, dynamics.k_choice_figure(
+        ("choice of K", spec.CLUSTERS_K_PNG, dynamics_figures.k_choice_figure(
             clustering, f"{experiment.title}: choice of K for {layers} layers ({metric})")),
     ]
 

@@ -2,7 +2,7 @@
 
 Keras implements keras.distribution for JAX only (its TensorFlow part is an unfinished
 prototype, PyTorch has none), so these tests run in the JAX process of tests/test_backends.py.
-TensorFlow's data parallelism is tf.distribute's MirroredStrategy (tests/test_train.py).
+TensorFlow's data parallelism is tf.distribute's MirroredStrategy (tests/experiment/test_train.py).
 """
 
 import contextlib
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from keras.ops import convert_to_numpy as to_numpy
 
-from rwc_keras.optimizer import TorchSGD
+from rwc_keras.experiment.optimizer import TorchSGD
 
 from ..helpers import CPU_DEVICES
 

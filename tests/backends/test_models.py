@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from rwc_keras import spec
-from rwc_keras.models import BN_EPSILON, BN_MOMENTUM, build_model
+from rwc_keras.experiment.models import BN_EPSILON, BN_MOMENTUM, build_model
 
-# The table of docs/paper_facts.md, section 2; the (100 classes, 1 channel) column is derived
+# The table of docs/paper_facts.md, "Architectures"; the (100 classes, 1 channel) column is derived
 # from it: one input channel fewer removes the same 3*3*64 first-conv weights as with 10 classes.
 PARAMS = {
     "resnet18": {(10, 3): 11_173_962, (10, 1): 11_172_810, (100, 3): 11_220_132},

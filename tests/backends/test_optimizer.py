@@ -6,7 +6,7 @@ from keras.ops import convert_to_numpy as to_numpy
 import numpy as np
 import pytest
 
-from rwc_keras.optimizer import TorchSGD
+from rwc_keras.experiment.optimizer import TorchSGD
 
 
 def torch_sgd_reference(w, grads, lr, momentum, wd):

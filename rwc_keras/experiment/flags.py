@@ -1,0 +1,196 @@
+"""The driver's flags (`python -m rwc_keras.main`), one group per helper, and ``flags.cfg``:
+the flagfile each seed's folder keeps, written by `seed_flagfile` and read by `read_flagfile`.
+
+Nothing is defined at import: `define_flags` runs only when the driver runs, so that any
+module of the package can be imported beside another command's flags.
+"""
+
+from absl import flags
+
+from rwc_keras import spec
+
+FLAGS = flags.FLAGS
+
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+
+# The flags that define a run, in the order flags.cfg lists them.
+RUN_FLAGS = ("arch", "dataset", "epochs", "seeds", "batch_size", "lr", "momentum",
+             "weight_decay", "strategy", "logdir", "data_dir", "normalize", "shuffle", "rwc_every",
+             "max_train_examples", "max_test_examples", "jit_compile", "mixed_precision",
+             "deterministic", "cpu_devices", "freeze", "freeze_bn", "freeze_threshold",
+             "freeze_patience", "freeze_smoothing", "freeze_warmup", "rwc_metrics")
+# Run flags that flags.cfg lists only when they differ from their default, so that the runs
+# made before they existed still match their flagfile.
+OPTIONAL_RUN_FLAGS = ("freeze", "freeze_bn", "freeze_threshold", "freeze_patience",
+                      "freeze_smoothing", "freeze_warmup", "rwc_metrics")
+# --freeze_<name> sets the RWC freezing rule's <name>.
+FREEZE_RULE_FLAGS = {f"freeze_{name}": name for name in spec.RWC_FREEZING_RULE}
+
+
+def _is_int(text):
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+def define_flags():
+    """Defines and validates the driver's flags."""
+    _define_experiment_flags()
+    _define_optimizer_flags()
+    _define_data_flags()
+    _define_compute_flags()
+    _define_rwc_flags()
+    _define_freezing_flags()
+
+
+def _define_experiment_flags():
+    flags.DEFINE_enum("arch", None, list(spec.ARCHITECTURES), "Network to train.")
+    flags.DEFINE_enum("dataset", "cifar10", list(spec.DATASETS), "Dataset to train on.")
+    flags.DEFINE_integer("epochs", spec.EPOCHS, "Epochs per seed.", lower_bound=1)
+    flags.DEFINE_list("seeds", [str(seed) for seed in spec.SEEDS], "Seeds; one run per seed.")
+    flags.DEFINE_string("logdir", "runs", "Folder the experiments are written under.")
+    flags.DEFINE_bool("report", True,
+                      "After the last seed, write the report (figures, report.md, "
+                      "rwc_aggregated.csv) into the experiment folder; --noreport skips it.")
+    flags.mark_flag_as_required("arch")
+    flags.register_validator(
+        "seeds", lambda seeds: bool(seeds) and all(_is_int(s) for s in seeds),
+        message="--seeds must be a comma-separated list of integers, e.g. 0,42,123")
+
+
+def _define_optimizer_flags():
+    flags.DEFINE_integer("batch_size", spec.BATCH_SIZE,
+                         "Global batch size (split across replicas).", lower_bound=1)
+    flags.DEFINE_float("lr", None, "Learning rate (default: Table 1 for arch and dataset).")
+    flags.DEFINE_float("momentum", spec.MOMENTUM, "SGD momentum, in [0, 1].", lower_bound=0.0,
+                       upper_bound=1.0)
+    flags.DEFINE_float("weight_decay", None,
+                       "PyTorch-style (coupled) weight decay (default: Table 1 for arch).",
+                       lower_bound=0.0)
+    flags.register_validator(
+        "lr", lambda v: v is None or v > 0, message="--lr must be a positive number")
+
+
+def _define_data_flags():
+    flags.DEFINE_string("data_dir", None,
+                        "Folder with the raw dataset files (IDX or CIFAR python batches) or a "
+                        "TFDS data dir.")
+    flags.DEFINE_enum("normalize", spec.DEFAULT_NORMALIZATION, spec.NORMALIZATIONS,
+                      "Input normalisation. authors: exactly the authors' loaders (MNIST and "
+                      "Fashion-MNIST unnormalised, CIFAR with ImageNet's mean and std); "
+                      "dataset: each dataset's own mean and std; none: pixels in [0, 1].")
+    flags.DEFINE_bool("shuffle", True,
+                      "Shuffle the training set every epoch; --noshuffle feeds it in file "
+                      "order, as the authors' loaders did (augmentation stays random).")
+    flags.DEFINE_integer("max_train_examples", None, "Use only the first N training examples.",
+                         lower_bound=1)
+    flags.DEFINE_integer("max_test_examples", None, "Use only the first N test examples.",
+                         lower_bound=1)
+
+
+def _define_compute_flags():
+    flags.DEFINE_enum("strategy", "auto", STRATEGIES,
+                      "auto: mirrored when more than one GPU is visible, else default; "
+                      "multi_worker reads TF_CONFIG.")
+    flags.DEFINE_bool("jit_compile", False, "XLA-compile the forward and backward pass.")
+    flags.DEFINE_bool("mixed_precision", False,
+                      "Compute in bfloat16 with float32 variables (Keras 'mixed_bfloat16').")
+    flags.DEFINE_bool("deterministic", False,
+                      "Deterministic TensorFlow ops: runs with one seed repeat bit for bit, and "
+                      "a resumed run equals an uninterrupted one (slower on GPUs).")
+    flags.DEFINE_integer("cpu_devices", 1,
+                         "Split the CPU into N logical devices, to run MirroredStrategy "
+                         "without GPUs (testing).", lower_bound=1)
+    # XLA refuses deterministic mode for the models' MaxPool gradients (checked with TF 2.21).
+    flags.register_multi_flags_validator(
+        ["jit_compile", "deterministic"],
+        lambda f: not (f["jit_compile"] and f["deterministic"]),
+        message="--jit_compile cannot be combined with --deterministic: XLA has no "
+                "deterministic MaxPool gradient; drop one of them")
+
+
+def _define_rwc_flags():
+    flags.DEFINE_string("rwc_every", "epoch",
+                        "Measure RWC every 'epoch' or every N optimizer steps.")
+    flags.DEFINE_list("rwc_metrics", list(spec.RWC_METRICS),
+                      "What RWCCallback records per layer: rwc and rwc_norm always, plus any "
+                      f"of {', '.join(m for m in spec.METRICS if m not in spec.RWC_METRICS)} "
+                      "(README, the callback's metrics).")
+    flags.register_validator(
+        "rwc_every", lambda v: v == "epoch" or (_is_int(v) and int(v) > 0),
+        message="--rwc_every must be 'epoch' or a positive number of steps")
+    flags.register_validator(
+        "rwc_metrics", lambda names: bool(names) and set(names) <= set(spec.METRICS),
+        message=f"--rwc_metrics must be a comma-separated list of {','.join(spec.METRICS)}")
+
+
+def _define_freezing_flags():
+    flags.DEFINE_enum("freeze", spec.DEFAULT_FREEZE, spec.FREEZE_MODES,
+                      "Layer freezing: none; rwc: freeze the leading layer groups whose "
+                      "smoothed RWC has fallen off its peak (rwc_keras.RWCFreezing, default "
+                      "rule); freezeout: FreezeOut's schedule, which also replaces the "
+                      "constant learning rate with per-layer cosine annealing "
+                      "(rwc_keras.FreezeOut).")
+    flags.DEFINE_enum("freeze_bn", spec.DEFAULT_FREEZE_BATCHNORM, spec.FREEZE_BATCHNORM,
+                      "How frozen BatchNormalization layers normalise: batch: with the "
+                      "batch's statistics, as before they froze; inference: with their moving "
+                      "statistics (Keras's trainable=False).")
+    _define_freezing_rule_flags()
+    # Freezing is decided by the chief's callbacks, which other hosts do not run.
+    flags.register_multi_flags_validator(
+        ["freeze", "strategy"],
+        lambda f: f["freeze"] == spec.DEFAULT_FREEZE or f["strategy"] != "multi_worker",
+        message="--freeze runs on one host: it cannot be combined with --strategy=multi_worker")
+
+
+def _define_freezing_rule_flags():
+    rule = spec.RWC_FREEZING_RULE
+    flags.DEFINE_float("freeze_threshold", rule["threshold"],
+                       "--freeze=rwc: a group freezes when its smoothed rwc_norm is below this "
+                       "fraction of its peak ...")
+    flags.DEFINE_integer("freeze_patience", rule["patience"],
+                         "... for this many consecutive measurements ...", lower_bound=1)
+    flags.DEFINE_float("freeze_smoothing", rule["smoothing"],
+                       "... smoothed by an exponential moving average with this weight on "
+                       "the old value, in [0, 1) ...", lower_bound=0.0)
+    flags.DEFINE_float("freeze_warmup", rule["warmup"],
+                       "... once this fraction of training has passed, in [0, 1) "
+                       "(docs/freezing.md).", lower_bound=0.0)
+    for name in ("freeze_smoothing", "freeze_warmup"):
+        flags.register_validator(name, lambda v: v < 1, message=f"--{name} must be below 1")
+    flags.register_validator("freeze_threshold", lambda v: v > 0,
+                             message="--freeze_threshold must be a positive number")
+    flags.register_multi_flags_validator(
+        ["freeze", *FREEZE_RULE_FLAGS],
+        lambda f: f["freeze"] == "rwc" or all(
+            f[flag] == spec.RWC_FREEZING_RULE[name] for flag, name in FREEZE_RULE_FLAGS.items()),
+        message=f"--{', --'.join(FREEZE_RULE_FLAGS)} set the rule of --freeze=rwc: give "
+                "--freeze=rwc with them")
+
+
+def seed_flagfile(config):
+    """This seed's flags, defaults resolved, as a flagfile that re-runs it: one
+    ``--name=value`` line per flag of `RUN_FLAGS` (see `read_flagfile`)."""
+    resolved = {"seeds": config.seed, "lr": config.lr, "weight_decay": config.weight_decay}
+    lines = []
+    for name in RUN_FLAGS:
+        if name in resolved:
+            lines.append(f"--{name}={resolved[name]}")
+        elif name in OPTIONAL_RUN_FLAGS and FLAGS[name].value == FLAGS[name].default:
+            continue
+        elif FLAGS[name].value is not None:
+            lines.append(FLAGS[name].serialize())
+    return "\n".join(lines) + "\n"
+
+
+def read_flagfile(text):
+    """The flags a ``flags.cfg`` written by `seed_flagfile` sets, as ``{name: value text}``
+    (the flags it leaves out are at their defaults)."""
+    values = {}
+    for line in text.splitlines():
+        if line.startswith("--") and "=" in line:
+            name, value = line[2:].split("=", 1)
+            values[name] = value
+    return values

@@ -1,0 +1,206 @@
+"""`RWCFreezing`: freezes the leading layer groups whose weights stopped changing, by their RWC.
+
+The rule, at every measurement of the run's `RWCCallback`: each unit's value is the mean
+``rwc_norm`` of its layers; its smoothed value is the exponential moving average of those
+values over the measurements (starting at the first); its peak is the largest smoothed value
+so far. Unit g freezes when all of these hold:
+
+* every unit before it is frozen (only a leading run ever freezes, never the last unit, which
+  holds the output layer);
+* at least ``warmup`` of training has passed (a fraction of the steps, or of the epochs
+  when the steps per epoch are unknown);
+* its smoothed value has stayed below ``threshold`` x its peak for ``patience`` consecutive
+  measurements.
+
+Several units can freeze at one measurement; the train step is rebuilt once for them.
+
+Defaults, for RWC measured once per epoch (`RWCCallback`'s and the driver's default):
+``threshold=0.5``, ``patience=1``, ``smoothing=0.25``, ``warmup=0.1``: a group freezes once
+its smoothed weight change per epoch has fallen below half its peak. A layer's per-epoch
+``rwc_norm`` is largest in the first epoch (measured from the initialisation) and falls to a
+plateau at 0.1 to 0.5 of it. These values were chosen by replaying the rule on the committed
+AlexNet runs (runs/reference, runs/previous_protocol) before the freezing experiment: there
+they freeze AlexNet's early group after epoch 3 or 4 and its middle and later groups after
+epoch 3 to 5; none at epoch 2, where the first-epoch transient still weighs on the smoothed
+value. An epoch's value averages
+hundreds of steps, so one measurement below is enough (``patience=1``). Measured every N
+steps, the first windows (the initial transient) set a peak that later windows stay far
+below, so these defaults would freeze every group right after the warm-up: use a threshold
+of a few percent and a larger ``patience`` there. docs/freezing.md has the figures.
+"""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from rwc_keras import spec
+from rwc_keras.freezing.freezer import Freezer, layer_units
+
+
+def smooth(smoothed, peak, streak, values, smoothing, threshold):
+    """One measurement of the rule: the new smoothed values, peaks and streaks per unit.
+
+    Args:
+        smoothed: each unit's smoothed value so far, NaN before its first measurement.
+        peak: each unit's largest smoothed value so far (NaN before the first).
+        streak: for how many consecutive measurements each smoothed value has been below
+            ``threshold`` x its peak.
+        values: this measurement's value per unit; NaN leaves a unit's state unchanged.
+        smoothing: the weight of the old smoothed value, in [0, 1).
+        threshold: the fraction of the peak to stay below.
+
+    Returns:
+        ``(smoothed, peak, streak)`` after the measurement (new arrays).
+    """
+    measured = ~np.isnan(values)
+    first = np.isnan(smoothed)
+    updated = np.where(first, values, smoothing * smoothed + (1 - smoothing) * values)
+    smoothed = np.where(measured, updated, smoothed)
+    peak = np.where(measured, np.fmax(peak, smoothed), peak)
+    below = smoothed < threshold * peak
+    streak = np.where(measured, np.where(below, streak + 1, 0), streak)
+    return smoothed, peak, streak
+
+
+def leading_run(frozen, streak, patience, freezable):
+    """How many leading units are frozen after this measurement: ``frozen`` extended by every
+    next unit whose streak reached ``patience``, up to ``freezable`` units."""
+    while frozen < freezable and streak[frozen] >= patience:
+        frozen += 1
+    return frozen
+
+
+class RWCFreezing(Freezer):
+    """Freezes the leading layer groups whose Relative Weight Change has fallen off its peak.
+
+    Reads the measurements of the run's `RWCCallback` (list this callback after it); the rule
+    is in the module docstring. Groups come from ``groups``, else the `RWCCallback`'s
+    ``groups``, else the model's ``rwc_groups`` (the paper's models have them: ResNet-18's
+    stem and blocks, AlexNet's and VGG-19-BN's early/middle/later/head); a model without
+    groups freezes single layers. BatchNormalization layers freeze with the layer before
+    them. A unit none of whose layers is measured never freezes (nor does anything after it).
+
+    Works in ``model.fit`` (also under `tf.distribute.MirroredStrategy`) and in the training
+    driver (``--freeze=rwc``). Resumable: pass it to the `ResumeCallback` after the
+    `RWCCallback`; the checkpoint holds the frozen units and the smoothing state, so a
+    resumed run freezes the same units at the same steps.
+
+    Output, in the `RWCCallback`'s folder (or ``log_dir``): ``freezing.csv``, one row per
+    frozen unit (``epoch,step,group,layers,smoothed,peak,saved_macs,train_macs``), and a
+    TensorBoard marker ``freezing/<group>``; see `rwc_keras.freezing.freezer`.
+
+    Args:
+        rwc: the run's `RWCCallback`.
+        threshold: the fraction of its peak a unit's smoothed value must stay below.
+        patience: for this many consecutive measurements.
+        smoothing: weight of the previous smoothed value in the moving average, in [0, 1);
+            0 uses each measurement as it is.
+        warmup: the fraction of training before which nothing freezes, in [0, 1).
+        metric: the RWC definition the rule reads: ``"rwc_norm"`` (Eq. 1 of the paper, the
+            default: it moves smoothly) or ``"rwc"``.
+        groups: a dict from layer name (as in ``rwc.csv``) to group, or a callable of the
+            layer name; see `rwc_keras.freezing.freezer.layer_units`.
+        batchnorm: ``"batch"`` (default: frozen BatchNormalization layers keep normalising
+            with the batch's statistics, so the forward pass does not change when they
+            freeze) or ``"inference"`` (Keras's ``trainable = False``: moving statistics).
+        log_dir: where ``freezing.csv`` goes; default the `RWCCallback`'s folder.
+        rebuild: rebuilds the train step after a freeze; default
+            ``model.make_train_function(force=True)``, what ``model.fit`` needs.
+        verbose: 1 prints a line per frozen unit; 0 is silent.
+
+    Example:
+        ```python
+        rwc = rwc_keras.RWCCallback("runs/a")
+        model.fit(x, y, epochs=30, callbacks=[rwc, rwc_keras.RWCFreezing(rwc)])
+        ```
+    """
+
+    def __init__(self, rwc, threshold=spec.RWC_FREEZING_RULE["threshold"],
+                 patience=spec.RWC_FREEZING_RULE["patience"],
+                 smoothing=spec.RWC_FREEZING_RULE["smoothing"],
+                 warmup=spec.RWC_FREEZING_RULE["warmup"], metric="rwc_norm", groups=None,
+                 batchnorm="batch", log_dir=None, rebuild=None, verbose=1):
+        super().__init__(log_dir=log_dir, rwc=rwc, batchnorm=batchnorm, rebuild=rebuild,
+                         verbose=verbose)
+        if not (isinstance(threshold, (int, float)) and threshold > 0):
+            raise ValueError(f"threshold must be a positive number, got {threshold!r}")
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+            raise ValueError(f"patience must be a positive int, got {patience!r}")
+        if not (isinstance(smoothing, (int, float)) and 0 <= smoothing < 1):
+            raise ValueError(f"smoothing must be in [0, 1), got {smoothing!r}")
+        if not (isinstance(warmup, (int, float)) and 0 <= warmup < 1):
+            raise ValueError(f"warmup must be a fraction of training in [0, 1), got {warmup!r}")
+        if metric not in spec.RWC_METRICS:
+            raise ValueError(f"metric must be one of {', '.join(spec.RWC_METRICS)}, "
+                             f"got {metric!r}")
+        self.threshold = threshold
+        self.patience = patience
+        self.smoothing = smoothing
+        self.warmup = warmup
+        self.metric = metric
+        self.groups = groups
+        self._smoothed = self._peak = self._streak = None
+        self._seen = None  # the last measurement taken into account
+
+    def _make_units(self):
+        groups = self.groups
+        if groups is None:
+            groups = self.rwc.groups
+        if groups is None:
+            groups = getattr(self.model, "rwc_groups", None)
+        return layer_units(self.model, groups)
+
+    def _build_state(self):
+        count = len(self.units)
+        with tf.device("/cpu:0"):
+            self._smoothed = tf.Variable(np.full(count, np.nan), trainable=False)
+            self._peak = tf.Variable(np.full(count, np.nan), trainable=False)
+            self._streak = tf.Variable(np.zeros(count, np.int64), trainable=False)
+
+    def _state_variables(self):
+        return {"smoothed": self._smoothed, "peak": self._peak, "streak": self._streak}
+
+    def _unit_values(self, rows):
+        """Per unit, the mean of the metric over its measured layers (NaN: none measured)."""
+        by_layer = {row["layer"]: row[self.metric] for row in rows}
+        values = np.full(len(self.units), np.nan)
+        for index, unit in enumerate(self.units):
+            finite = [by_layer[name] for name in unit.tracked
+                      if name in by_layer and not math.isnan(by_layer[name])]
+            if finite:
+                values[index] = sum(finite) / len(finite)
+        return values
+
+    def _progress(self, epoch, step):
+        params = self.params or {}
+        steps, epochs = params.get("steps"), params.get("epochs")
+        if not epochs:
+            raise ValueError("RWCFreezing needs the number of epochs in its params, which "
+                             "model.fit and keras.callbacks.CallbackList(epochs=...) set")
+        if steps:
+            return step / (epochs * steps)
+        return epoch / epochs
+
+    def _take_measurement(self):
+        rows = self.rwc.last_measurement
+        if rows is None or rows is self._seen:
+            return
+        self._seen = rows
+        smoothed, peak, streak = smooth(
+            self._smoothed.numpy(), self._peak.numpy(), self._streak.numpy(),
+            self._unit_values(rows), self.smoothing, self.threshold)
+        self._smoothed.assign(smoothed)
+        self._peak.assign(peak)
+        self._streak.assign(streak)
+        epoch, step = rows[0]["epoch"], rows[0]["step"]
+        if self._progress(epoch, step) < self.warmup:
+            return
+        count = leading_run(self.frozen, streak, self.patience, len(self.units) - 1)
+        self._freeze_to(count, epoch, step, list(zip(smoothed, peak)))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._take_measurement()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._take_measurement()

@@ -1,0 +1,82 @@
+"""The committed experiments (runs/reference, runs/previous_protocol, runs/freezing) read back
+as committed.
+
+Today's report code recomputes every committed experiment's statistics and claims tables and
+finds them in the committed rwc_aggregated.csv and report.md; the freezing report's tables
+come out of its runs as committed.
+"""
+
+import json
+import pathlib
+
+import pandas as pd
+import pytest
+
+from rwc_keras import spec
+from rwc_keras.report import freezing as freezing_report
+from rwc_keras.report import layer_dynamics, load_experiment, verdicts, write
+
+from ..helpers import ROOT
+
+RUNS = pathlib.Path(ROOT) / "runs"
+EXPERIMENT_DIRS = sorted(path for folder in ("reference", "previous_protocol")
+                         for path in (RUNS / folder).glob("*_*") if path.is_dir())
+
+
+def test_the_committed_experiments_are_there():
+    names = [f"{path.parent.name}/{path.name}" for path in EXPERIMENT_DIRS]
+    assert {"reference/alexnet_fashion_mnist", "reference/resnet18_fashion_mnist",
+            "reference/vgg19bn_fashion_mnist", "previous_protocol/alexnet_fashion_mnist",
+            "previous_protocol/resnet18_fashion_mnist"} <= set(names)
+
+
+@pytest.mark.parametrize("experiment_dir", EXPERIMENT_DIRS,
+                         ids=lambda path: f"{path.parent.name}/{path.name}")
+def test_committed_experiment_reads_back_as_committed(experiment_dir):
+    experiment = load_experiment(str(experiment_dir))
+    for run_dir in experiment_dir.glob(spec.SEED_GLOB):
+        metrics = json.loads((run_dir / spec.METRICS_JSON).read_text())
+        assert (metrics["arch"], metrics["dataset"]) == experiment.key
+        assert (run_dir / spec.FLAGS_CFG).exists()
+        assert list(run_dir.glob(spec.EVENTS_GLOB))
+    committed = pd.read_csv(experiment_dir / spec.AGGREGATED_CSV, keep_default_na=False,
+                            na_values=[""])
+    recomputed = experiment.aggregated.reset_index(drop=True)
+    assert list(committed.columns) == list(recomputed.columns)
+    for column in ("mean", "std", "min", "max"):
+        pd.testing.assert_series_equal(recomputed[column], committed[column], rtol=1e-9,
+                                       check_dtype=False)
+    # The claims, judged by today's code, read as the committed report says.
+    committed_report = (experiment_dir / spec.REPORT_MD).read_text()
+    experiments = {experiment.key: experiment}
+    for metric in spec.RWC_METRICS:
+        table = write.claims_table(verdicts.judge_all(experiment, experiments, metric, 0.10))
+        assert table in committed_report
+    # So do the layer clusters (K-means with a fixed seed) and the settling points.
+    clusters = layer_dynamics.cluster_experiment(experiment)
+    assert write.clusters_section(experiment, clusters) in committed_report
+    settling = layer_dynamics.settle_experiment(experiment)
+    assert write.settling_section(experiment, settling, spec.LAYERS_PNG.format(
+        metric=layer_dynamics.SETTLING_METRIC)) in committed_report
+    pictures = [spec.LAYERS_PNG.format(metric=m) for m in spec.RWC_METRICS]
+    for picture in (*pictures, spec.ACCURACY_PNG, spec.CLUSTERS_PNG, spec.CLUSTERS_PCA_PNG,
+                    spec.CLUSTERS_K_PNG):
+        assert (experiment_dir / picture).stat().st_size > 10_000
+
+
+def test_the_committed_freezing_experiment_is_complete_and_reads_back_as_committed():
+    """The side-by-side experiment of docs/freezing.md: AlexNet seeds 0, 42, 123 for 6 epochs
+    and ResNet-18 seed 0 for 4 epochs on 10,000 images, in every mode."""
+    folder = RUNS / "freezing"
+    experiments = freezing_report.load_runs(str(folder))
+    expected = {"alexnet_fashion_mnist": ([0, 42, 123], 6), "resnet18_fashion_mnist": ([0], 4)}
+    assert set(experiments) == set(expected)
+    for name, (seeds, epochs) in expected.items():
+        assert set(spec.FREEZE_MODES) <= set(experiments[name])
+        for mode, runs in experiments[name].items():
+            assert sorted(run.seed for run in runs) == seeds, (name, mode)
+            assert all(len(run.history) == epochs for run in runs), (name, mode)
+            assert all(list(pathlib.Path(run.path).glob(spec.EVENTS_GLOB)) for run in runs)
+    committed = (folder / spec.FREEZING_REPORT_MD).read_text()
+    assert committed == freezing_report.markdown(experiments)
+    assert (folder / spec.FREEZING_PNG).stat().st_size > 10_000
