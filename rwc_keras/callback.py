@@ -94,6 +94,9 @@ class RWCCallback(keras.callbacks.Callback):
         update_freq: ``"epoch"`` (default) or an int N: measure once at least N optimizer
             steps have passed since the last measurement (with ``steps_per_execution=K`` the
             callback sees every K-th step, so the gaps are N rounded up to a multiple of K).
+            Only an int gives the callback a batch hook, which makes ``fit`` wait for every
+            step on JAX and PyTorch; once per epoch, ``fit`` runs as without the callback
+            (docs/async.md).
         include: which trainable variables to track. None: all with more than one
             dimension (conv and dense kernels). Otherwise a list of layer names (as in the
             CSV), a regular expression searched in the layer name, or a predicate taking the
@@ -140,6 +143,10 @@ class RWCCallback(keras.callbacks.Callback):
             )
         self.log_dir = log_dir
         self.update_freq = update_freq
+        if update_freq != "epoch":
+            # Set per instance, not defined by the class: Keras runs fit asynchronously only
+            # while no callback has a batch hook, and measuring once per epoch needs none.
+            self.on_train_batch_end = self._measure_when_due
         self.include = include
         self.include_1d = include_1d
         self.groups = groups
@@ -445,9 +452,8 @@ class RWCCallback(keras.callbacks.Callback):
             # Once per epoch; within it steps are counted on the host.
             self._epoch_start_step = int(self.model.optimizer.iterations.numpy())
 
-    def on_train_batch_end(self, batch, logs=None):
-        if self.update_freq == "epoch":
-            return
+    def _measure_when_due(self, batch, logs=None):
+        """``on_train_batch_end`` of per-step measurement."""
         # ``batch`` is the last batch of the step (of the K steps with steps_per_execution).
         step = self._epoch_start_step + batch + 1
         if step - self._last_step_value >= self.update_freq:

@@ -80,6 +80,8 @@ class RWCFreezing(Freezer):
     stem and blocks, AlexNet's and VGG-19-BN's early/middle/later/head); a model without
     groups freezes single layers. BatchNormalization layers freeze with the layer before
     them. A unit none of whose layers is measured never freezes (nor does anything after it).
+    With an `RWCCallback` measuring once per epoch it has no batch hook, so ``fit`` stays
+    asynchronous; with one measuring every N steps it reads each measurement after its step.
 
     Works in ``model.fit`` (also under `tf.distribute.MirroredStrategy`) and in the training
     driver (``--freeze=rwc``). Resumable: pass it to the `ResumeCallback` after the
@@ -142,6 +144,9 @@ class RWCFreezing(Freezer):
         self.groups = groups
         self._smoothed = self._peak = self._streak = None
         self._seen = None  # the last measurement taken into account
+        if rwc.update_freq != "epoch":
+            # A batch hook only where measurements come between epoch ends (see RWCCallback).
+            self.on_train_batch_end = self._take_measurement_after_step
 
     def _make_units(self):
         groups = self.groups
@@ -199,7 +204,8 @@ class RWCFreezing(Freezer):
         count = leading_run(self.frozen, streak, self.patience, len(self.units) - 1)
         self._freeze_to(count, epoch, step, list(zip(smoothed, peak)))
 
-    def on_train_batch_end(self, batch, logs=None):
+    def _take_measurement_after_step(self, batch, logs=None):
+        """``on_train_batch_end`` when the `RWCCallback` measures every N steps."""
         self._take_measurement()
 
     def on_epoch_end(self, epoch, logs=None):

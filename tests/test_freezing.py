@@ -99,6 +99,7 @@ class ScriptedRWC(keras.callbacks.Callback):
     value ``script[layer][e - 1]``, so that the freezing points are known in advance."""
 
     groups = None
+    update_freq = "epoch"
 
     def __init__(self, log_dir, script):
         super().__init__()
