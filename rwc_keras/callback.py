@@ -14,6 +14,7 @@ from keras import ops
 from rwc_keras import spec
 from rwc_keras.metric import initial_norms, layer_stats
 from rwc_keras.files import append_csv, csv_text, drop_csv_rows, drop_events
+from rwc_keras.in_step import StepMeasurements
 
 # The first part of every TensorBoard tag the callback writes: the families it owns in a
 # folder shared with other scalars (see on_resume).
@@ -71,7 +72,8 @@ class RWCCallback(keras.callbacks.Callback):
       iteration count, ``layer`` the variable path without the model's name, ``group`` empty
       when none, ``zeros`` the elements left out of the ``rwc`` mean because their previous
       value was exactly 0, ``size`` the tensor's element count). Appended after every
-      measurement; rows are not kept in memory (`to_dataframe` reads the file).
+      measurement (measured every N steps on TensorFlow: at the epoch's end); rows are not
+      kept in memory (`to_dataframe` reads the file).
     * TensorBoard scalars ``<metric>/<group>/<layer>`` per measure, e.g. ``rwc/<group>/<layer>``
       (no group part when empty) and, per group, the group means ``<metric>_mean/<group>``,
       through one writer per callback (`summary_writer`). Their step is the epoch for
@@ -91,12 +93,12 @@ class RWCCallback(keras.callbacks.Callback):
         log_dir: folder to write to. Default: a new local folder ``runs/rwc-<time>``, made
             at the first epoch. An existing ``rwc.csv`` with rows there is an error unless
             ``append=True`` or a `ResumeCallback` restored this callback.
-        update_freq: ``"epoch"`` (default) or an int N: measure once at least N optimizer
-            steps have passed since the last measurement (with ``steps_per_execution=K`` the
-            callback sees every K-th step, so the gaps are N rounded up to a multiple of K).
-            Only an int gives the callback a batch hook, which makes ``fit`` wait for every
-            step on JAX and PyTorch; once per epoch, ``fit`` runs as without the callback
-            (docs/async.md).
+        update_freq: ``"epoch"`` (default) or an int N: measure every N optimizer steps.
+            On TensorFlow inside the train step (`rwc_keras.in_step`: the model's optimizer
+            is wrapped during ``fit``), the rows written at the epoch's end. On JAX and
+            PyTorch after the step, from a batch hook, which makes ``fit`` wait for every
+            step; with ``steps_per_execution=K`` the hook sees every K-th step, so the gaps
+            are N rounded up to a multiple of K (docs/async.md).
         include: which trainable variables to track. None: all with more than one
             dimension (conv and dense kernels). Otherwise a list of layer names (as in the
             CSV), a regular expression searched in the layer name, or a predicate taking the
@@ -111,8 +113,12 @@ class RWCCallback(keras.callbacks.Callback):
         verbose: 1 prints where the files go once; 0 is silent.
 
     Attributes:
-        last_measurement: the rows of the latest measurement, as dicts from the columns of
-            ``rwc.csv`` to their values (what `rwc_keras.RWCFreezing` reads); None before it.
+        measurements: the measurements written last, oldest first (one, or every N steps
+            on TensorFlow those of the epoch), each a list of rows as dicts from the columns
+            of ``rwc.csv`` to their values: what `rwc_keras.RWCFreezing` reads.
+        last_measurement: the rows of the latest measurement; None before it.
+        measures_after_steps: whether it measures from a batch hook (every N steps on JAX
+            and PyTorch), which keeps ``fit`` from running ahead.
 
     Example:
         ```python
@@ -143,9 +149,12 @@ class RWCCallback(keras.callbacks.Callback):
             )
         self.log_dir = log_dir
         self.update_freq = update_freq
-        if update_freq != "epoch":
+        # TensorFlow measures every N steps inside the train step (rwc_keras.in_step).
+        self.measures_after_steps = (update_freq != "epoch"
+                                     and keras.backend.backend() != "tensorflow")
+        if self.measures_after_steps:
             # Set per instance, not defined by the class: Keras runs fit asynchronously only
-            # while no callback has a batch hook, and measuring once per epoch needs none.
+            # while no callback has a batch hook.
             self.on_train_batch_end = self._measure_when_due
         self.include = include
         self.include_1d = include_1d
@@ -166,13 +175,15 @@ class RWCCallback(keras.callbacks.Callback):
         # Opened once per callback (the first on_epoch_begin): where it writes.
         self._csv_path = None
         self._writer = None
-        self._summarise_fn = None  # traced against the writer and the snapshots
+        self._summarise_fn = None  # traced against the writer
+        self._in_step = None  # TensorFlow, every N steps: the StepMeasurements of this fit
         self._resumed = False
         self._training = False
         # Host-side bookkeeping, so that no step reads the device.
         self._epoch = 0
         self._epoch_start_step = 0
         self._last_step_value = 0
+        self.measurements = []
         self.last_measurement = None
 
     # -- selection -------------------------------------------------------------------------
@@ -371,8 +382,8 @@ class RWCCallback(keras.callbacks.Callback):
         return values
 
     def _summarise(self, values, tensorboard_step):
-        """Every TensorBoard scalar of one measurement: in-graph on TensorFlow, eagerly
-        from the host's values on the other backends."""
+        """Every TensorBoard scalar of one measurement, from the host's values (traced once
+        per writer as ``_summarise_fn``)."""
         with self._writer.as_default(step=tensorboard_step):
             members = {}
             for index, (layer, group, _) in enumerate(self._meta):
@@ -388,13 +399,6 @@ class RWCCallback(keras.callbacks.Callback):
                     # The mean of no finite value is NaN, as in the CSV's all-zero rule.
                     tf.summary.scalar(spec.group_mean_tag(metric, group),
                                       tf.reduce_mean(finite))
-
-    def _measure_and_summarise(self, epoch):
-        """TensorFlow, in-graph: the measurement, the optimizer step and every scalar."""
-        step = tf.cast(self.model.optimizer.iterations.value, tf.int64)
-        values = self._measure_and_advance()
-        self._summarise(values, epoch if self.update_freq == "epoch" else step)
-        return values, step
 
     def _advance(self):
         """JAX and PyTorch: the measures on the host (float64), the snapshots moved on."""
@@ -417,30 +421,44 @@ class RWCCallback(keras.callbacks.Callback):
         return self._advance()
 
     def _record(self, epoch):
-        if keras.backend.backend() == "tensorflow":
-            if self._summarise_fn is None:
-                self._summarise_fn = tf.function(self._measure_and_summarise)
-            values, step = self._summarise_fn(tf.constant(epoch, tf.int64))
-            values, step = values.numpy(), int(step)
+        """Measures now and writes the measurement."""
+        values = self.measure()
+        step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
+        if self._last_step is not None:
             self._last_step.assign(step)
-        else:
-            values = self._advance()
-            step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
-            self._summarise(tf.constant(values),
-                            epoch if self.update_freq == "epoch" else step)
-        self._writer.flush()
-        rows = [[epoch, step, layer, group, *map(float, row[:-1]), int(row[-1]), size]
-                for (layer, group, size), row in zip(self._meta, values)]
-        append_csv(self._csv_path, rows)
+        self._write(epoch, [(step, values)])
+
+    def _write(self, epoch, measured):
+        """Writes the measurements ``[(step, values)]`` of one epoch, oldest first."""
+        if self._summarise_fn is None:
+            self._summarise_fn = tf.function(self._summarise)
         columns = spec.rwc_columns(self.metrics)
-        self.last_measurement = [dict(zip(columns, row)) for row in rows]
-        self._last_step_value = step
+        self.measurements, rows = [], []
+        for step, values in measured:
+            self._summarise_fn(tf.constant(values),
+                               tf.constant(epoch if self.update_freq == "epoch" else step,
+                                           tf.int64))
+            measurement = [[epoch, step, layer, group, *map(float, row[:-1]), int(row[-1]),
+                            size] for (layer, group, size), row in zip(self._meta, values)]
+            self.measurements.append([dict(zip(columns, row)) for row in measurement])
+            rows += measurement
+        self._writer.flush()
+        append_csv(self._csv_path, rows)
+        self.last_measurement = self.measurements[-1]
+        self._last_step_value = measured[-1][0]
 
     # -- Keras hooks -----------------------------------------------------------------------
 
     def on_train_begin(self, logs=None):
         if self._state_model is not self.model:
             self._build_state()
+        if self._in_step is not None:  # left by a fit that raised
+            self._in_step.detach()
+        if self.update_freq != "epoch" and not self.measures_after_steps:
+            self._in_step = StepMeasurements(
+                self._measure_and_advance, self._last_step, self.update_freq,
+                (len(self._tracked), len(self.metrics) + 1), (self.params or {}).get("steps"))
+            self._in_step.attach(self.model)
         self._training = True
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -462,9 +480,16 @@ class RWCCallback(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.update_freq == "epoch":
             self._record(epoch + 1)
+        elif self._in_step is not None:
+            measured = self._in_step.read()
+            if measured:
+                self._write(epoch + 1, measured)
 
     def on_train_end(self, logs=None):
         self._training = False
+        if self._in_step is not None:
+            self._in_step.detach()
+            self._in_step = None
         if self._writer is not None:
             self._writer.flush()
 
