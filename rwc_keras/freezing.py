@@ -145,7 +145,7 @@ class RWCFreezing(Freezer):
         self.metric = metric
         self.groups = groups
         self._smoothed = self._peak = self._streak = None
-        self._seen = None  # the last measurement taken into account
+        self._seen = None  # the last measurements taken into account
         if rwc.measures_after_steps:
             # A batch hook only where the host measures between epoch ends (see RWCCallback).
             self.on_train_batch_end = self._take_measurements_after_step
