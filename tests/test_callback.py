@@ -317,6 +317,19 @@ def test_a_resumed_run_compares_with_the_same_weights_at_train_begin(tmp_path):
         pd.testing.assert_series_equal(resumed[metric], whole[metric], rtol=1e-6, atol=0)
 
 
+def test_a_fit_that_raised_leaves_its_measurement_out_of_the_next_step(tmp_path):
+    model = functional()
+    model.compile(keras.optimizers.SGD(0.1),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    cb = RWCCallback(str(tmp_path), update_freq=2, verbose=0)
+    with pytest.raises(RuntimeError, match="crashed"):
+        model.fit(*data(32), batch_size=8, epochs=2, verbose=0, callbacks=[cb, CrashAtStep(5)])
+    model.fit(*data(32), batch_size=8, epochs=1, verbose=0, callbacks=[cb])
+    assert type(model.optimizer) is keras.optimizers.SGD
+    # Steps 1-5, then 6-9: a stale wrapper would have moved the snapshots at 6 and 8 unseen.
+    assert sorted(set(cb.to_dataframe()["step"])) == [2, 4, 6, 8]
+
+
 def test_default_log_dirs_are_separate_and_never_reused(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     model = functional()
