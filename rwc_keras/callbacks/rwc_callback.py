@@ -4,7 +4,6 @@ import math
 import os
 
 import keras
-import numpy as np
 import pandas as pd
 import tensorflow as tf
 from keras import ops
@@ -13,9 +12,9 @@ from rwc_keras import spec
 from rwc_keras.callbacks.files import (append_csv, drop_csv_rows, drop_events, new_run_dir,
                                        open_csv)
 from rwc_keras.callbacks.summaries import TAG_FAMILIES, write_scalars
-from rwc_keras.measure.compiled import compiled, copies, norms_of
-from rwc_keras.measure.metric import initial_norms, layer_stats
+from rwc_keras.measure.in_step import StepMeasurements
 from rwc_keras.measure.selection import group_of, select_variables
+from rwc_keras.measure.snapshots import GraphSnapshots, HostSnapshots
 
 class RWCCallback(keras.callbacks.Callback):
     """Tracks the Relative Weight Change (RWC) of every layer during training.
@@ -46,7 +45,8 @@ class RWCCallback(keras.callbacks.Callback):
       iteration count, ``layer`` the variable path without the model's name, ``group`` empty
       when none, ``zeros`` the elements left out of the ``rwc`` mean because their previous
       value was exactly 0, ``size`` the tensor's element count). Appended after every
-      measurement; rows are not kept in memory (`to_dataframe` reads the file).
+      measurement (measured every N steps on TensorFlow: at the epoch's end); rows are not
+      kept in memory (`to_dataframe` reads the file).
     * TensorBoard scalars ``<metric>/<group>/<layer>`` per measure, e.g. ``rwc/<group>/<layer>``
       (no group part when empty) and, per group, the group means ``<metric>_mean/<group>``,
       through one writer per callback (`summary_writer`). Their step is the epoch for
@@ -66,9 +66,12 @@ class RWCCallback(keras.callbacks.Callback):
         log_dir: folder to write to. Default: a new local folder ``runs/rwc-<time>``, made
             at the first epoch. An existing ``rwc.csv`` with rows there is an error unless
             ``append=True`` or a `ResumeCallback` restored this callback.
-        update_freq: ``"epoch"`` (default) or an int N: measure once at least N optimizer
-            steps have passed since the last measurement (with ``steps_per_execution=K`` the
-            callback sees every K-th step, so the gaps are N rounded up to a multiple of K).
+        update_freq: ``"epoch"`` (default) or an int N: measure every N optimizer steps.
+            On TensorFlow inside the train step (`rwc_keras.measure.in_step`: the model's optimizer
+            is wrapped during ``fit``), the rows written at the epoch's end. On JAX and
+            PyTorch after the step, from a batch hook, which makes ``fit`` wait for every
+            step; with ``steps_per_execution=K`` the hook sees every K-th step, so the gaps
+            are N rounded up to a multiple of K (docs/async.md).
         include: which trainable variables to track. None: all with more than one
             dimension (conv and dense kernels). Otherwise a list of layer names (as in the
             CSV), a regular expression searched in the layer name, or a predicate taking the
@@ -83,8 +86,12 @@ class RWCCallback(keras.callbacks.Callback):
         verbose: 1 prints where the files go once; 0 is silent.
 
     Attributes:
-        last_measurement: the rows of the latest measurement, as dicts from the columns of
-            ``rwc.csv`` to their values (what `rwc_keras.RWCFreezing` reads); None before it.
+        measurements: the measurements written last, oldest first (one, or every N steps
+            on TensorFlow those of the epoch), each a list of rows as dicts from the columns
+            of ``rwc.csv`` to their values: what `rwc_keras.RWCFreezing` reads.
+        last_measurement: the rows of the latest measurement; None before it.
+        measures_after_steps: whether it measures from a batch hook (every N steps on JAX
+            and PyTorch), which keeps ``fit`` from running ahead.
 
     Example:
         ```python
@@ -115,6 +122,13 @@ class RWCCallback(keras.callbacks.Callback):
             )
         self.log_dir = log_dir
         self.update_freq = update_freq
+        # TensorFlow measures every N steps inside the train step (rwc_keras.measure.in_step).
+        self.measures_after_steps = (update_freq != "epoch"
+                                     and keras.backend.backend() != "tensorflow")
+        if self.measures_after_steps:
+            # Set per instance, not defined by the class: Keras runs fit asynchronously only
+            # while no callback has a batch hook.
+            self.on_train_batch_end = self._measure_when_due
         self.include = include
         self.include_1d = include_1d
         self.groups = groups
@@ -125,22 +139,21 @@ class RWCCallback(keras.callbacks.Callback):
         self._state_model = None
         self._tracked = None
         self._meta = None
-        self._snapshots = None
-        # Only for the measures comparing with w0: its copy and its norms, computed once.
-        self._initials = None
-        self._initial_norms = None
+        # The weights compared with (rwc_keras.measure.snapshots), w0 too when needed.
+        self._store = None
         self._last_step = None  # TensorFlow: a variable, so that a checkpoint holds it
-        self._measure_fn = None
         # Opened once per callback (the first on_epoch_begin): where it writes.
         self._csv_path = None
         self._writer = None
-        self._summarise_fn = None  # traced against the writer and the snapshots
+        self._summarise_fn = None  # traced against the writer
+        self._in_step = None  # TensorFlow, every N steps: the StepMeasurements of this fit
         self._resumed = False
         self._training = False
         # Host-side bookkeeping, so that no step reads the device.
         self._epoch = 0
         self._epoch_start_step = 0
         self._last_step_value = 0
+        self.measurements = []
         self.last_measurement = None
 
     # -- selection -------------------------------------------------------------------------
@@ -163,42 +176,16 @@ class RWCCallback(keras.callbacks.Callback):
             layer = self._layer_name(v)
             self._meta.append((layer, self._group_of(layer), int(math.prod(v.shape))))
         self._last_step_value = int(self.model.optimizer.iterations.numpy())
+        with_initials = spec.needs_initial(self.metrics)
         if keras.backend.backend() == "tensorflow":
-            self._build_tensorflow_state()
+            self._store = GraphSnapshots(self._tracked, self.metrics, with_initials)
+            with tf.device("/cpu:0"):
+                self._last_step = tf.Variable(self._last_step_value, dtype=tf.int64,
+                                              trainable=False)
         else:
-            self._measure_fn = compiled(self._stats_and_copies)
-            self._sync_weights()
-            copy = compiled(copies)
-            self._snapshots = copy([v.value for v in self._tracked])
-            if spec.needs_initial(self.metrics):
-                self._initials = copy(self._snapshots)
-                self._initial_norms = compiled(norms_of)(self._initials)
+            self._store = HostSnapshots(self.model, self._tracked, self.metrics, with_initials)
         self._summarise_fn = None
         self._state_model = self.model
-
-    def _build_tensorflow_state(self):
-        # A plain variable beside the primary copy of each weight: under MirroredStrategy
-        # the measurement reads the primary replica only, so no cross-device traffic.
-        self._snapshots = [self._copy(v.value) for v in self._tracked]
-        if spec.needs_initial(self.metrics):
-            self._initials = [self._copy(v.value) for v in self._tracked]
-            self._initial_norms = [self._copy(initial_norms(w0)) for w0 in self._initials]
-        with tf.device("/cpu:0"):
-            self._last_step = tf.Variable(self._last_step_value, dtype=tf.int64,
-                                          trainable=False)
-        self._measure_fn = tf.function(self._measure_and_advance)
-
-    @staticmethod
-    def _copy(value):
-        """A variable holding ``value`` beside it, on its device."""
-        with tf.device(value.device):
-            return tf.Variable(tf.identity(value), trainable=False)
-
-    def _sync_weights(self):
-        """On JAX, puts the trainer's latest weights back into the model's variables (fit
-        does it only at epoch ends); a no-op on the other backends."""
-        if hasattr(self.model, "jax_state_sync"):
-            self.model.jax_state_sync()
 
     def checkpoint_state(self):
         """The variables a `ResumeCallback` saves for this callback: the snapshots, the
@@ -216,11 +203,7 @@ class RWCCallback(keras.callbacks.Callback):
             raise ValueError(
                 "RWCCallback has not set up its snapshots yet: it does so in on_train_begin, "
                 "so list it before the ResumeCallback in callbacks=[...]")
-        state = {"snapshots": list(self._snapshots), "last_step": self._last_step}
-        if self._initials is not None:
-            state.update(initials=list(self._initials),
-                         initial_norms=list(self._initial_norms))
-        return state
+        return dict(self._store.checkpoint_state(), last_step=self._last_step)
 
     def on_resume(self, epoch, step):
         """After a `ResumeCallback` restored the snapshots: drops the CSV rows and
@@ -265,49 +248,9 @@ class RWCCallback(keras.callbacks.Callback):
 
     # -- measurement -----------------------------------------------------------------------
 
-    def _stats(self, snapshots, currents, initials, norms):
-        """The measures of every tracked tensor, stacked: (tensors, measures + 1)."""
-        initials = initials or [None] * len(currents)
-        norms = norms or [None] * len(currents)
-        return ops.stack([layer_stats(*tensors, self.metrics, norm) for *tensors, norm
-                          in zip(snapshots, currents, initials, norms)])
-
-    def _stats_and_copies(self, snapshots, currents, initials, norms):
-        """A pure function for JAX and PyTorch: the measures and the next snapshots."""
-        return self._stats(snapshots, currents, initials, norms), copies(currents)
-
-    def _measure_and_advance(self):
-        """TensorFlow, in-graph: the measures of every tracked tensor against its snapshot
-        (and w0), then snapshot <- now."""
-        currents = [variable.value.read_value() for variable in self._tracked]
-        initials, norms = None, None
-        if self._initials is not None:
-            initials = [initial.read_value() for initial in self._initials]
-            norms = [norm.read_value() for norm in self._initial_norms]
-        values = self._stats([s.read_value() for s in self._snapshots], currents, initials,
-                             norms)
-        for snapshot, current in zip(self._snapshots, currents):
-            snapshot.assign(current)
-        return values
-
     def _summarise(self, values, tensorboard_step):
         with self._writer.as_default(step=tensorboard_step):
             write_scalars(self._meta, self.metrics, values)
-
-    def _measure_and_summarise(self, epoch):
-        """TensorFlow, in-graph: the measurement, the optimizer step and every scalar."""
-        step = tf.cast(self.model.optimizer.iterations.value, tf.int64)
-        values = self._measure_and_advance()
-        self._summarise(values, epoch if self.update_freq == "epoch" else step)
-        return values, step
-
-    def _advance(self):
-        """JAX and PyTorch: the measures on the host (float64), the snapshots moved on."""
-        self._sync_weights()
-        values, self._snapshots = self._measure_fn(
-            self._snapshots, [v.value for v in self._tracked], self._initials,
-            self._initial_norms)
-        return ops.convert_to_numpy(values).astype(np.float64)
 
     def measure(self):
         """Measures now, moves the snapshots on, and returns the values without writing.
@@ -317,35 +260,47 @@ class RWCCallback(keras.callbacks.Callback):
             each tensor of ``tracked_variables`` since the last measurement, then its
             ``zeros``.
         """
-        if keras.backend.backend() == "tensorflow":
-            return self._measure_fn().numpy()
-        return self._advance()
+        return self._store.measure()
 
     def _record(self, epoch):
-        if keras.backend.backend() == "tensorflow":
-            if self._summarise_fn is None:
-                self._summarise_fn = tf.function(self._measure_and_summarise)
-            values, step = self._summarise_fn(tf.constant(epoch, tf.int64))
-            values, step = values.numpy(), int(step)
+        """Measures now and writes the measurement."""
+        values = self.measure()
+        step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
+        if self._last_step is not None:
             self._last_step.assign(step)
-        else:
-            values = self._advance()
-            step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
-            self._summarise(tf.constant(values),
-                            epoch if self.update_freq == "epoch" else step)
-        self._writer.flush()
-        rows = [[epoch, step, layer, group, *map(float, row[:-1]), int(row[-1]), size]
-                for (layer, group, size), row in zip(self._meta, values)]
-        append_csv(self._csv_path, rows)
+        self._write(epoch, [(step, values)])
+
+    def _write(self, epoch, measured):
+        """Writes the measurements ``[(step, values)]`` of one epoch, oldest first."""
+        if self._summarise_fn is None:
+            self._summarise_fn = tf.function(self._summarise)
         columns = spec.rwc_columns(self.metrics)
-        self.last_measurement = [dict(zip(columns, row)) for row in rows]
-        self._last_step_value = step
+        self.measurements, rows = [], []
+        for step, values in measured:
+            self._summarise_fn(tf.constant(values),
+                               tf.constant(epoch if self.update_freq == "epoch" else step,
+                                           tf.int64))
+            measurement = [[epoch, step, layer, group, *map(float, row[:-1]), int(row[-1]),
+                            size] for (layer, group, size), row in zip(self._meta, values)]
+            self.measurements.append([dict(zip(columns, row)) for row in measurement])
+            rows += measurement
+        self._writer.flush()
+        append_csv(self._csv_path, rows)
+        self.last_measurement = self.measurements[-1]
+        self._last_step_value = measured[-1][0]
 
     # -- Keras hooks -----------------------------------------------------------------------
 
     def on_train_begin(self, logs=None):
         if self._state_model is not self.model:
             self._build_state()
+        if self._in_step is not None:  # left by a fit that raised
+            self._in_step.detach()
+        if self.update_freq != "epoch" and not self.measures_after_steps:
+            self._in_step = StepMeasurements(
+                self._store.measure_in_graph, self._last_step, self.update_freq,
+                (len(self._tracked), len(self.metrics) + 1), (self.params or {}).get("steps"))
+            self._in_step.attach(self.model)
         self._training = True
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -357,9 +312,8 @@ class RWCCallback(keras.callbacks.Callback):
             # Once per epoch; within it steps are counted on the host.
             self._epoch_start_step = int(self.model.optimizer.iterations.numpy())
 
-    def on_train_batch_end(self, batch, logs=None):
-        if self.update_freq == "epoch":
-            return
+    def _measure_when_due(self, batch, logs=None):
+        """``on_train_batch_end`` of per-step measurement."""
         # ``batch`` is the last batch of the step (of the K steps with steps_per_execution).
         step = self._epoch_start_step + batch + 1
         if step - self._last_step_value >= self.update_freq:
@@ -368,9 +322,16 @@ class RWCCallback(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.update_freq == "epoch":
             self._record(epoch + 1)
+        elif self._in_step is not None:
+            measured = self._in_step.read()
+            if measured:
+                self._write(epoch + 1, measured)
 
     def on_train_end(self, logs=None):
         self._training = False
+        if self._in_step is not None:
+            self._in_step.detach()
+            self._in_step = None
         if self._writer is not None:
             self._writer.flush()
 

@@ -183,7 +183,8 @@ class Trainer:
 
     def _replica_train_step(self, images, labels):
         grads, stats = self._gradients(images, labels)
-        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+        # The model's: an RWCCallback measuring every N steps wraps it for the run.
+        self.model.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
         return stats
 
     def _replica_test_step(self, images, labels):

@@ -142,6 +142,12 @@ class FreezeOut(Freezer):
     come (several at once rebuild the step once). Resumable like `RWCFreezing`: pass it to
     the `ResumeCallback` (after the `RWCCallback`, when there is one).
 
+    Cost: that check is a batch hook, so ``fit`` does not run ahead of its callbacks: on JAX
+    and PyTorch every step's logs are read to the host before the next step is dispatched
+    (on TensorFlow Keras 3 does so with any callbacks). The check itself is a sum over the
+    units, microseconds. On a fast GPU the wait costs a share of each step (docs/async.md);
+    freezing only at epoch ends would avoid it but move every freeze off FreezeOut's step.
+
     Args:
         schedule: the model's `FreezeOutSchedule`.
         batchnorm: ``"batch"`` (default) or ``"inference"``; see `rwc_keras.freezing.freezer`.

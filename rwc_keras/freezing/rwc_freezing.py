@@ -80,6 +80,10 @@ class RWCFreezing(Freezer):
     stem and blocks, AlexNet's and VGG-19-BN's early/middle/later/head); a model without
     groups freezes single layers. BatchNormalization layers freeze with the layer before
     them. A unit none of whose layers is measured never freezes (nor does anything after it).
+    It has no batch hook, so ``fit`` stays asynchronous, except beside an `RWCCallback`
+    measuring every N steps on JAX or PyTorch, where it reads each measurement after its
+    step. On TensorFlow such measurements are read at the epoch's end, and the units the
+    rule calls for freeze then (``freezing.csv`` gives that step).
 
     Works in ``model.fit`` (also under `tf.distribute.MirroredStrategy`) and in the training
     driver (``--freeze=rwc``). Resumable: pass it to the `ResumeCallback` after the
@@ -141,7 +145,10 @@ class RWCFreezing(Freezer):
         self.metric = metric
         self.groups = groups
         self._smoothed = self._peak = self._streak = None
-        self._seen = None  # the last measurement taken into account
+        self._seen = None  # the last measurements taken into account
+        if rwc.measures_after_steps:
+            # A batch hook only where the host measures between epoch ends (see RWCCallback).
+            self.on_train_batch_end = self._take_measurements_after_step
 
     def _make_units(self):
         groups = self.groups
@@ -182,25 +189,32 @@ class RWCFreezing(Freezer):
             return step / (epochs * steps)
         return epoch / epochs
 
-    def _take_measurement(self):
-        rows = self.rwc.last_measurement
-        if rows is None or rows is self._seen:
+    def _take_measurements(self):
+        """The rule over the measurements the `RWCCallback` read last, oldest first; the
+        units it calls for freeze once, after them."""
+        measurements = self.rwc.measurements
+        if not measurements or measurements is self._seen:
             return
-        self._seen = rows
-        smoothed, peak, streak = smooth(
-            self._smoothed.numpy(), self._peak.numpy(), self._streak.numpy(),
-            self._unit_values(rows), self.smoothing, self.threshold)
+        self._seen = measurements
+        smoothed, peak, streak = (self._smoothed.numpy(), self._peak.numpy(),
+                                  self._streak.numpy())
+        count = self.frozen
+        for rows in measurements:
+            smoothed, peak, streak = smooth(smoothed, peak, streak, self._unit_values(rows),
+                                            self.smoothing, self.threshold)
+            if self._progress(rows[0]["epoch"], rows[0]["step"]) >= self.warmup:
+                count = leading_run(count, streak, self.patience, len(self.units) - 1)
         self._smoothed.assign(smoothed)
         self._peak.assign(peak)
         self._streak.assign(streak)
-        epoch, step = rows[0]["epoch"], rows[0]["step"]
-        if self._progress(epoch, step) < self.warmup:
-            return
-        count = leading_run(self.frozen, streak, self.patience, len(self.units) - 1)
-        self._freeze_to(count, epoch, step, list(zip(smoothed, peak)))
+        # From the step after the last measurement read: every N steps inside fit's step,
+        # measurements are read at the epoch's end.
+        self._freeze_to(count, measurements[-1][0]["epoch"],
+                        int(self.model.optimizer.iterations.numpy()), list(zip(smoothed, peak)))
 
-    def on_train_batch_end(self, batch, logs=None):
-        self._take_measurement()
+    def _take_measurements_after_step(self, batch, logs=None):
+        """``on_train_batch_end`` when the `RWCCallback` measures on the host every N steps."""
+        self._take_measurements()
 
     def on_epoch_end(self, epoch, logs=None):
-        self._take_measurement()
+        self._take_measurements()

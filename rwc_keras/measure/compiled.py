@@ -1,5 +1,6 @@
 """The measurement's compiled functions on JAX and PyTorch (TensorFlow's is a `tf.function`
-in `RWCCallback`), and the copies and norms it keeps on the weights' device."""
+in `rwc_keras.measure.snapshots.GraphSnapshots`), and the copies and norms it keeps on the
+weights' device."""
 
 import keras
 from keras import ops

@@ -15,10 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from keras.ops import convert_to_numpy as to_numpy
+from keras.src.callbacks.callback_list import CallbackList
+from keras.src.utils.python_utils import is_default
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.util.tensor_util import make_ndarray
 
-from rwc_keras import RWCCallback, spec
+from rwc_keras import RWCCallback, RWCFreezing, spec
 
 from ..helpers import CPU_DEVICES, reference_metrics
 
@@ -126,6 +128,27 @@ def test_per_epoch_include_groups_and_tensorboard_tags(tmp_path):
     kernel = frame[frame.layer == "conv/kernel"].set_index("epoch")["rwc"]
     for event in events.Tensors(spec.layer_tag("rwc", "early", "conv/kernel")):
         assert float(make_ndarray(event.tensor_proto)) == pytest.approx(kernel[event.step])
+
+
+def has_batch_hook(callback):
+    """What Keras checks to decide whether fit may run ahead of its callbacks."""
+    return not (is_default(callback.on_train_batch_end) and is_default(callback.on_batch_end))
+
+
+def test_measurement_and_freezing_keep_fit_asynchronous(tmp_path):
+    rwc = RWCCallback(log_dir=str(tmp_path), verbose=0)
+    callbacks = [rwc, RWCFreezing(rwc, verbose=0)]
+    assert not any(has_batch_hook(callback) for callback in callbacks)
+    # TensorFlow's Keras never dispatches callbacks asynchronously (backend.IS_THREAD_SAFE
+    # is False there): the check above is what stays true there.
+    assert CallbackList(callbacks)._async_train == (BACKEND != "tensorflow")
+    # Every N steps: inside the train step on TensorFlow, from a batch hook elsewhere.
+    per_step = RWCCallback(log_dir=str(tmp_path), update_freq=2, verbose=0)
+    hooked = BACKEND != "tensorflow"
+    assert has_batch_hook(per_step) == has_batch_hook(RWCFreezing(per_step)) == hooked
+    model = model_with_fixed_weights()
+    model.fit(*data(), batch_size=BATCH, epochs=2, verbose=0, callbacks=[rwc])
+    assert rwc.to_dataframe().epoch.tolist() == [1, 1, 2, 2]
 
 
 def test_append_continues_an_existing_csv(tmp_path):

@@ -24,6 +24,8 @@ MEASUREMENT_ROWS = {
     "RWC measurement, naive numpy": ("ms", IN_GRAPH),
     WITH_FILES: ("ms", None),
     "all metrics measurement + CSV and TensorBoard writes (on_epoch_end)": ("ms", WITH_FILES),
+    "RWC every step inside the train step: measurement + its share of the epoch-end writes": (
+        "ms", WITH_FILES),
 }
 # A difference of two timings, which the machine's noise may turn negative.
 SIGNED_ROWS = {"all metrics every step: time added to the RWC measurement / plain step time"}
@@ -34,6 +36,8 @@ ROWS = {
     "fit + RWC every step": ("img/s", "fit, plain"),
     **MEASUREMENT_ROWS,
     "RWC every step: measurement with writes / plain step time": ("%", None),
+    "RWC every step inside the train step (TensorFlow's update_freq=N) / plain step time": (
+        "%", None),
     **{name: ("%", None) for name in SIGNED_ROWS},
     "RWC every epoch: the same / a CIFAR-10 epoch (6250 steps)": ("%", None),
     "input pipeline alone (generated CIFAR-shaped data)": ("img/s", "fit, plain"),

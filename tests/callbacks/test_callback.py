@@ -125,7 +125,9 @@ def test_every_epoch_matches_float64_recomputation(build, tmp_path):
 
 @pytest.mark.parametrize("build", [sequential, functional, subclassed])
 def test_every_n_steps_matches_float64_recomputation(build, tmp_path):
-    _, rwc_cb, recorder = train(build, tmp_path, 3)
+    model, rwc_cb, recorder = train(build, tmp_path, 3)
+    # Measured inside fit's step by a wrapper of the optimizer, which fit's end takes away.
+    assert type(model.optimizer) is keras.optimizers.SGD
     points = list(range(0, 13, 3))
     frame = check_against_recorder(rwc_cb, recorder, points)
     # step 3 in epoch 1, 6 and 8 in epoch 2, 9 and 12 in epoch 3 (4 steps per epoch)
@@ -306,6 +308,19 @@ def test_a_resumed_run_compares_with_the_same_weights_at_train_begin(tmp_path):
         pd.testing.assert_series_equal(resumed[metric], whole[metric], rtol=1e-6, atol=0)
 
 
+def test_a_fit_that_raised_leaves_its_measurement_out_of_the_next_step(tmp_path):
+    model = functional()
+    model.compile(keras.optimizers.SGD(0.1),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    cb = RWCCallback(str(tmp_path), update_freq=2, verbose=0)
+    with pytest.raises(RuntimeError, match="crashed"):
+        model.fit(*data(32), batch_size=8, epochs=2, verbose=0, callbacks=[cb, CrashAtStep(5)])
+    model.fit(*data(32), batch_size=8, epochs=1, verbose=0, callbacks=[cb])
+    assert type(model.optimizer) is keras.optimizers.SGD
+    # Steps 1-5, then 6-9: a stale wrapper would have moved the snapshots at 6 and 8 unseen.
+    assert sorted(set(cb.to_dataframe()["step"])) == [2, 4, 6, 8]
+
+
 def test_default_log_dirs_are_separate_and_never_reused(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     model = functional()
@@ -369,17 +384,16 @@ def test_second_fit_with_the_same_callback_continues_its_run(tmp_path, monkeypat
     assert len(glob.glob("runs/*")) == 1
 
 
-def test_steps_per_execution_measures_once_n_steps_have_passed(tmp_path):
+def test_steps_per_execution_measures_every_n_steps_inside_the_step(tmp_path):
     keras.utils.set_random_seed(0)
     model = functional()
     model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   steps_per_execution=4)
     cb = RWCCallback(str(tmp_path), update_freq=10, verbose=0)
-    # 16 steps per epoch; the callback sees steps 4, 8, 12, ...
     model.fit(*data(64), batch_size=4, epochs=3, verbose=0, callbacks=[cb])
-    steps = sorted(cb.to_dataframe()["step"].unique())
-    # Not every 20 steps (step % 10 == 0 only on multiples of 20 seen every 4 steps).
-    assert steps == [12, 24, 36, 48]
+    # 16 steps per epoch, 4 per execution: the measurement is in each step, so it sees
+    # steps 10, 20, ... and not only the 4th, 8th, ...
+    assert sorted(cb.to_dataframe()["step"].unique()) == [10, 20, 30, 40]
 
 
 def test_measurement_is_traced_once_across_fits(tmp_path):

@@ -98,11 +98,12 @@ class ScriptedRWC(keras.callbacks.Callback):
     value ``script[layer][e - 1]``, so that the freezing points are known in advance."""
 
     groups = None
+    measures_after_steps = False
 
     def __init__(self, log_dir, script):
         super().__init__()
         self.log_dir, self.script = log_dir, script
-        self.last_measurement = self.summary_writer = None
+        self.measurements, self.summary_writer = [], None
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.summary_writer is None:
@@ -110,9 +111,9 @@ class ScriptedRWC(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
-        self.last_measurement = [
+        self.measurements = [[
             dict(epoch=epoch + 1, step=step, layer=layer, rwc_norm=series[epoch])
-            for layer, series in self.script.items()]
+            for layer, series in self.script.items()]]
 
 
 def executed_ops(run_once):
@@ -356,8 +357,9 @@ def test_under_mirrored_strategy_every_replica_keeps_the_frozen_weights(tmp_path
 
 
 def fit_resumable(log_dir, *extra):
-    """RWC every 2 steps, RWCFreezing (threshold 2: everything but the output freezes at the
-    third measurement, step 6 in epoch 2) and a ResumeCallback, on a fresh model."""
+    """RWC every 2 steps, RWCFreezing (threshold 2: everything but the output freezes after
+    the third measurement, step 6, read at the end of epoch 2: step 8) and a
+    ResumeCallback, on a fresh model."""
     model = tiny_model()
     rwc = RWCCallback(str(log_dir), update_freq=2, verbose=0)
     freezing = RWCFreezing(rwc, threshold=2, patience=3, warmup=0.0, verbose=0)
@@ -374,14 +376,14 @@ def test_a_resumed_run_freezes_the_same_units_at_the_same_steps(crash_epoch, tmp
     with pytest.raises(RuntimeError, match="stopped"):
         fit_resumable(tmp_path / "crashed", StopAt(crash_epoch, batch=3))
     # Epoch 1 (0-based): the checkpoint of step 4 has the streak of two measurements, and the
-    # resumed run must freeze at step 6 as the whole one did; epoch 2: the checkpoint of
+    # resumed run must freeze at step 8 as the whole one did; epoch 2: the checkpoint of
     # step 8 has the frozen units.
     model, freezing, resume = fit_resumable(tmp_path / "crashed")
     assert resume.restored_epoch == crash_epoch
     expected = pd.read_csv(tmp_path / "whole" / spec.FREEZING_CSV)
     resumed = pd.read_csv(tmp_path / "crashed" / spec.FREEZING_CSV)
     assert resumed[["epoch", "step", "group"]].values.tolist() == [
-        [2, 6, "conv1"], [2, 6, "conv2"], [2, 6, "conv3"]]
+        [2, 8, "conv1"], [2, 8, "conv2"], [2, 8, "conv3"]]
     pd.testing.assert_frame_equal(resumed, expected, rtol=1e-5)
     assert freezing.frozen_units == ["conv1", "conv2", "conv3"]
     assert names(model, model.trainable_variables) == ["dense/kernel", "dense/bias"]
@@ -389,7 +391,7 @@ def test_a_resumed_run_freezes_the_same_units_at_the_same_steps(crash_epoch, tmp
         for a, b in zip(values(model, [name])[name], values(whole, [name])[name]):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
     tags = event_steps(str(tmp_path / "crashed"))
-    assert tags["freezing/conv1"] == [6]
+    assert tags["freezing/conv1"] == [8]
 
 
 def freezing_script(log_dir):
