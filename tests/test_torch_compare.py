@@ -5,6 +5,7 @@ import math
 import os
 
 from . import torch_compare
+from .helpers import ROOT
 
 
 def write_runs(root, arch, top1_by_seed):
@@ -34,3 +35,15 @@ def test_one_seed_a_side_gives_no_test(tmp_path):
     write_runs(tmp_path / "t", "vgg19bn", {0: 0.6})
     text = torch_compare.comparison(tmp_path / "p", tmp_path / "t", "vgg19bn")
     assert "needs at least two seeds on each side" in text and "| mean ± std | 50.00 | 60.00 |" in text
+
+
+def test_runs_readme_shows_the_committed_comparison():
+    """runs/README.md's "Project against PyTorch" tables are those of the committed runs."""
+    runs = os.path.join(ROOT, "runs")
+    with open(os.path.join(runs, "README.md")) as f:
+        readme = f.read()
+    committed = readme.split("<!-- torch_compare -->\n")[1].split("<!-- /torch_compare -->")[0]
+    project, pytorch = (os.path.join(runs, "fidelity", side) for side in ("project", "pytorch"))
+    expected = "\n".join(torch_compare.comparison(project, pytorch, arch)
+                         for arch in ("resnet18", "vgg19bn"))
+    assert committed.strip() == expected.strip()

@@ -124,7 +124,8 @@ class RWCFreezing(Freezer):
                  patience=spec.RWC_FREEZING_RULE["patience"],
                  smoothing=spec.RWC_FREEZING_RULE["smoothing"],
                  warmup=spec.RWC_FREEZING_RULE["warmup"], metric="rwc_norm", groups=None,
-                 batchnorm="batch", log_dir=None, rebuild=None, verbose=1):
+                 batchnorm=spec.DEFAULT_FREEZE_BATCHNORM, log_dir=None, rebuild=None,
+                 verbose=1):
         super().__init__(log_dir=log_dir, rwc=rwc, batchnorm=batchnorm, rebuild=rebuild,
                          verbose=verbose)
         if not (isinstance(threshold, (int, float)) and threshold > 0):
