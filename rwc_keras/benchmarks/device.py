@@ -36,6 +36,7 @@ from rwc_keras.benchmarks import machine
 from rwc_keras.benchmarks.backend_bench import compiled_model, random_batches
 from rwc_keras.benchmarks.tables import Table, print_and_write
 from rwc_keras.benchmarks.timing import EpochTimer, time_calls
+from rwc_keras.callbacks import rwc_callback
 
 EVERY = 10
 PLAIN = "plain fit step"
@@ -50,7 +51,7 @@ CALLBACK_ROWS = (
 CALLS = 5
 MIB = 2**20
 # --tiny: one epoch of EVERY steps, so that every callback row measures at least once.
-TINY = dict(archs=["resnet18"], batch_sizes=[8], steps=EVERY, repeats=2)
+TINY = dict(archs=["resnet18"], batch_sizes=[4], steps=EVERY, repeats=2)
 
 
 def define_flags():
@@ -72,15 +73,6 @@ def define_flags():
 FLAGS = flags.FLAGS
 
 
-def rwc_callback_class():
-    """`RWCCallback`, and None in its place with the reason when it cannot be imported."""
-    try:
-        from rwc_keras.callbacks.rwc_callback import RWCCallback  # noqa: PLC0415
-    except ImportError as error:
-        return None, f"the RWCCallback rows: the callback cannot be imported here ({error})"
-    return RWCCallback, None
-
-
 def step_milliseconds(model, data, batch_size, repeats, callbacks=()):
     """ms per step of ``fit`` over ``data``: one value per epoch after the first (tracing,
     compiling), which is left out."""
@@ -96,7 +88,7 @@ def measurement_milliseconds(callback, repeats):
     return [1000 * seconds for seconds in time_calls(callback.measure, repeats, CALLS)]
 
 
-def measure_config(arch, batch_size, steps, repeats, callback_class, log_root):
+def measure_config(arch, batch_size, steps, repeats, log_root):
     """The `Table` of ``arch`` at ``batch_size``: every row, on one model."""
     table = Table(f"{arch}, batch {batch_size}")
     reset_peak_memory()
@@ -104,18 +96,17 @@ def measure_config(arch, batch_size, steps, repeats, callback_class, log_root):
     data = random_batches(steps * batch_size)
     plain = table.add(PLAIN, step_milliseconds(model, data, batch_size, repeats), "ms")
     table.add("images per second", [1000 * batch_size / ms for ms in plain.values], "img/s")
-    if callback_class is not None:
-        callbacks = {}
-        for name, arguments in CALLBACK_ROWS:
-            log_dir = os.path.join(log_root, f"{arch}_{batch_size}_{len(callbacks)}")
-            callbacks[name] = callback_class(log_dir, verbose=0, **arguments)
-            table.add(name, step_milliseconds(model, data, batch_size, repeats,
-                                              [callbacks[name]]), "ms", reference=plain)
-        (_, rwc_only), *_, (_, all_measures) = callbacks.items()
-        alone = table.add("one RWC measurement", measurement_milliseconds(rwc_only, repeats),
-                          "ms", reference=plain)
-        table.add("one measurement, all measures",
-                  measurement_milliseconds(all_measures, repeats), "ms", reference=alone)
+    callbacks = []
+    for name, arguments in CALLBACK_ROWS:
+        log_dir = os.path.join(log_root, f"{arch}_{batch_size}_{len(callbacks)}")
+        callbacks.append(rwc_callback.RWCCallback(log_dir, verbose=0, **arguments))
+        table.add(name, step_milliseconds(model, data, batch_size, repeats, callbacks[-1:]),
+                  "ms", reference=plain)
+    # The first callback measures the RWC alone, the last every measure.
+    alone = table.add("one RWC measurement", measurement_milliseconds(callbacks[0], repeats),
+                      "ms", reference=plain)
+    table.add("one measurement, all measures", measurement_milliseconds(callbacks[-1], repeats),
+              "ms", reference=alone)
     memory = peak_memory_bytes()
     if memory is not None:
         table.add("peak accelerator memory", [memory / MIB], "MiB")
@@ -173,7 +164,18 @@ def settings():
                 steps=FLAGS.steps, repeats=FLAGS.repeats)
 
 
-def header(run, left_out):
+def left_out():
+    """What this backend and machine leave out of the measurement, each with the reason."""
+    reasons = []
+    if rwc_callback.tf is None:
+        reasons.append("TensorBoard events: TensorFlow, which writes them, is not installed; "
+                       "the callback rows write rwc.csv only")
+    if peak_memory_bytes() is None:
+        reasons.append("the memory row: this backend reports no accelerator memory here")
+    return reasons
+
+
+def header(run):
     """The lines above the tables: command, machine, backend, settings, what was left out."""
     backend = keras.backend.backend()
     lines = [
@@ -184,35 +186,33 @@ def header(run, left_out):
         f"- random 32x32x3 images in memory, {run['steps']} steps per epoch: one epoch "
         f"untimed, then {run['repeats']} timed; ratios are of medians",
     ]
-    if peak_memory_bytes() is None:
-        left_out = [*left_out, "the memory row: this backend reports no accelerator memory"]
-    return lines + [f"- left out: {reason}" for reason in left_out]
+    return lines + [f"- left out: {reason}" for reason in left_out()]
+
+
+def write_json(path, run, lines, tables):
+    """The run as JSON: the header's lines, the settings, what was left out, every row."""
+    result = dict(backend=keras.backend.backend(), header=lines, settings=run,
+                  left_out=left_out(),
+                  tables=[dict(title=table.title,
+                               rows=[dict(dataclasses.asdict(row), median=row.median)
+                                     for row in table.rows])
+                          for table in tables])
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"Written to {path}")
 
 
 def main(argv):
     if len(argv) > 1:
         sys.exit(f"rwc_keras.benchmarks.device: error: unexpected arguments {argv[1:]}")
     run = settings()
-    callback_class, reason = rwc_callback_class()
-    left_out = [reason] if reason else []
-    for line in left_out:
-        print(f"Left out: {line}", flush=True)
     with tempfile.TemporaryDirectory() as log_root:
-        tables = [measure_config(arch, batch_size, run["steps"], run["repeats"],
-                                 callback_class, log_root)
+        tables = [measure_config(arch, batch_size, run["steps"], run["repeats"], log_root)
                   for arch in run["archs"] for batch_size in run["batch_sizes"]]
-    lines = header(run, left_out)
+    lines = header(run)
     print_and_write("\n".join(lines) + "\n\n" + "\n".join(t.markdown() for t in tables), None)
     if FLAGS.output:
-        result = dict(backend=keras.backend.backend(), header=lines, settings=run,
-                      left_out=left_out,
-                      tables=[dict(title=table.title, rows=[
-                          dict(dataclasses.asdict(row), median=row.median) for row in table.rows])
-                          for table in tables])
-        with open(FLAGS.output, "w") as f:
-            json.dump(result, f, indent=1)
-        print(f"Written to {FLAGS.output}")
-
+        write_json(FLAGS.output, run, lines, tables)
 
 if __name__ == "__main__":
     define_flags()
