@@ -39,7 +39,6 @@ from rwc_keras.benchmarks.timing import EpochTimer, time_calls
 from rwc_keras.callbacks import rwc_callback
 
 EVERY = 10
-PLAIN = "plain fit step"
 # The callback rows: each a fit of its own with one RWCCallback made with these arguments.
 CALLBACK_ROWS = (
     ("RWC per epoch", dict(update_freq="epoch")),
@@ -94,7 +93,7 @@ def measure_config(arch, batch_size, steps, repeats, log_root):
     reset_peak_memory()
     model = compiled_model(arch)
     data = random_batches(steps * batch_size)
-    plain = table.add(PLAIN, step_milliseconds(model, data, batch_size, repeats), "ms")
+    plain = table.add("plain fit step", step_milliseconds(model, data, batch_size, repeats), "ms")
     table.add("images per second", [1000 * batch_size / ms for ms in plain.values], "img/s")
     callbacks = []
     for name, arguments in CALLBACK_ROWS:

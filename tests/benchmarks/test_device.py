@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from tests.test_backends import skip_unless_installed
+from ..helpers import ROOT
+from ..test_backends import skip_unless_installed
 
 ROWS = ["plain fit step", "images per second", "RWC per epoch", "RWC every step",
         "RWC every 10 steps", "all measures every 10 steps", "one RWC measurement",
@@ -24,10 +25,13 @@ WITHOUT_TENSORFLOW = ("import runpy, sys; sys.modules['tensorflow'] = None; "
 
 def run_tiny(backend, output, without_tensorflow=False):
     """The benchmark at ``--tiny`` under ``KERAS_BACKEND=backend``; its JSON."""
-    start = ["-c", WITHOUT_TENSORFLOW] if without_tensorflow else ["-m", "rwc_keras.benchmarks.device"]
-    result = subprocess.run([sys.executable, *start, "--tiny", f"--output={output}"],
-                            env=dict(os.environ, KERAS_BACKEND=backend), capture_output=True,
-                            text=True, timeout=600)
+    start = (["-c", WITHOUT_TENSORFLOW] if without_tensorflow
+             else ["-m", "rwc_keras.benchmarks.device"])
+    # One thread per framework: with the machine's cores busy elsewhere (CI's are shared),
+    # PyTorch's two CPU threads ran a ResNet-18 step at batch 4 in 5 s here, one in 0.45 s.
+    env = dict(os.environ, KERAS_BACKEND=backend, OMP_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, *start, "--tiny", f"--output={output}"], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
     print(result.stdout[-2000:])
     return json.loads(output.read_text())
