@@ -63,6 +63,29 @@ def define_flags():
 FLAGS = flags.FLAGS
 
 
+def compiled_model(arch, jit_compile="auto"):
+    """``arch`` built for 32x32x3 images (10 classes) and compiled with `TorchSGD`, the
+    paper's optimizer, at the benchmarks' settings; random weights from seed 0."""
+    import keras  # noqa: PLC0415 (importing keras picks the backend: in the measuring process)
+
+    from rwc_keras.experiment.models import build_model  # noqa: PLC0415
+    from rwc_keras.experiment.optimizer import TorchSGD  # noqa: PLC0415
+
+    keras.utils.set_random_seed(0)
+    model = build_model(arch, BENCH_DATA.input_shape, BENCH_DATA.num_classes)
+    model.compile(optimizer=TorchSGD(spec.BENCH_LR, spec.MOMENTUM, spec.BENCH_WEIGHT_DECAY),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=jit_compile)
+    return model
+
+
+def random_batches(count):
+    """``count`` random 32x32x3 float32 images in [0, 1) and their labels, from seed 0."""
+    rng = np.random.default_rng(0)
+    images = rng.uniform(size=(count, *BENCH_DATA.input_shape)).astype(np.float32)
+    return images, rng.integers(0, BENCH_DATA.num_classes, count)
+
+
 def train_images_per_second(arch, batch_size, warmup_steps, steps, repeats, jit_compile):
     """Training images per second of ``arch`` on this process's Keras backend.
 
@@ -74,17 +97,8 @@ def train_images_per_second(arch, batch_size, warmup_steps, steps, repeats, jit_
     # parent, which measures nothing, checks its flags before any framework loads).
     import keras
 
-    from rwc_keras.experiment.models import build_model
-    from rwc_keras.experiment.optimizer import TorchSGD
-
-    keras.utils.set_random_seed(0)
-    model = build_model(arch, BENCH_DATA.input_shape, BENCH_DATA.num_classes)
-    model.compile(optimizer=TorchSGD(spec.BENCH_LR, spec.MOMENTUM, spec.BENCH_WEIGHT_DECAY),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  jit_compile=jit_compile)
-    rng = np.random.default_rng(0)
-    images = rng.uniform(size=(batch_size, *BENCH_DATA.input_shape)).astype(np.float32)
-    labels = rng.integers(0, BENCH_DATA.num_classes, batch_size)
+    model = compiled_model(arch, jit_compile)
+    images, labels = random_batches(batch_size)
     for _ in range(warmup_steps):
         model.train_on_batch(images, labels)
     rates = []

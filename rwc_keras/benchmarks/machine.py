@@ -3,8 +3,6 @@ offers, and TensorFlow's devices."""
 
 import platform
 
-import tensorflow as tf
-
 CPUINFO = "/proc/cpuinfo"
 # The instruction sets that change TensorFlow's CPU kernels, as /proc/cpuinfo names them.
 VECTOR_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16",
@@ -39,6 +37,8 @@ def cpu_flags():
 
 def device_names():
     """TensorFlow's logical devices, GPUs with their model name."""
+    # Imported here: the rest of this module serves benchmarks that run without TensorFlow.
+    import tensorflow as tf  # noqa: PLC0415
     names = [device.name for device in tf.config.list_logical_devices()]
     for gpu in tf.config.list_physical_devices("GPU"):
         names.append(tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name))

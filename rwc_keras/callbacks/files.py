@@ -2,7 +2,8 @@
 cut back to what was written before the restored checkpoint (see `rwc_keras.callbacks.resume`).
 
 Every path may be on any TensorFlow filesystem (``gs://`` included): files go through
-``tf.io.gfile``.
+``tf.io.gfile``. Without TensorFlow (JAX or PyTorch alone) they are local files, and the
+TensorBoard events, which only TensorFlow writes here, are not there to cut back.
 """
 
 import csv
@@ -10,11 +11,33 @@ import datetime
 import io
 import os
 
-import tensorflow as tf
+try:
+    import tensorflow as tf
+except ImportError:  # JAX or PyTorch alone: local files
+    tf = None
 
 # A file being rewritten is first written to this name in its folder, then renamed over the
 # original. No "tfevents" in it: TensorBoard would read a left-over one as events.
 _TMP_NAME = ".rewrite.tmp"
+
+
+class _LocalFiles:
+    """The part of ``tf.io.gfile`` used here, on the local filesystem."""
+
+    GFile = open
+    exists = staticmethod(os.path.exists)
+
+    @staticmethod
+    def makedirs(path):
+        os.makedirs(path, exist_ok=True)
+
+    @staticmethod
+    def rename(source, target, overwrite):
+        assert overwrite, "every caller here replaces the target"
+        os.replace(source, target)
+
+
+gfile = tf.io.gfile if tf is not None else _LocalFiles
 
 
 def csv_text(rows):
@@ -27,7 +50,7 @@ def csv_text(rows):
 def append_csv(path, rows):
     """Appends ``rows`` to the CSV at ``path``; the file is closed again at once, so a kill
     loses at most the rows being written."""
-    with tf.io.gfile.GFile(path, "a") as f:
+    with gfile.GFile(path, "a") as f:
         f.write(csv_text(rows))
 
 
@@ -40,10 +63,10 @@ def drop_csv_rows(path, keep):
         keep: a function of one row (a dict from column name to its text) returning bool.
             Rows cut short by a kill (fewer fields than the header) are dropped.
     """
-    if not tf.io.gfile.exists(path):
+    if not gfile.exists(path):
         return
     # Read whole: the file of a long per-step record has a few hundred MB at most.
-    with tf.io.gfile.GFile(path) as f:
+    with gfile.GFile(path) as f:
         rows = list(csv.reader(f))
     if not rows:
         return
@@ -51,9 +74,9 @@ def drop_csv_rows(path, keep):
     kept = [header] + [row for row in rows[1:]
                        if len(row) == len(header) and keep(dict(zip(header, row)))]
     tmp = os.path.join(os.path.dirname(path), _TMP_NAME)
-    with tf.io.gfile.GFile(tmp, "w") as f:
+    with gfile.GFile(tmp, "w") as f:
         f.write(csv_text(kept))
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    gfile.rename(tmp, path, overwrite=True)
 
 
 def drop_events(folder, drop):
@@ -65,6 +88,7 @@ def drop_events(folder, drop):
         drop: a function ``(tag, step) -> bool``; an event with a summary value it accepts
             is left out. Events without summary values (the file version) stay.
     """
+    # Only TensorFlow writes events here, so only a run with TensorFlow has any to cut.
     for path in tf.io.gfile.glob(os.path.join(folder, "events.out.tfevents.*")):
         records = [record.numpy() for record in tf.data.TFRecordDataset(path)]
         kept = []
@@ -78,7 +102,7 @@ def drop_events(folder, drop):
         with tf.io.TFRecordWriter(tmp) as writer:
             for record in kept:
                 writer.write(record)
-        tf.io.gfile.rename(tmp, path, overwrite=True)
+        gfile.rename(tmp, path, overwrite=True)
 
 
 def new_run_dir(parent="runs", prefix="rwc"):
@@ -110,8 +134,8 @@ def open_csv(path, columns, keep_rows=True, written_by="this writer"):
         ValueError: the file holds rows under other columns.
     """
     has_rows = False
-    if tf.io.gfile.exists(path):
-        with tf.io.gfile.GFile(path) as f:
+    if gfile.exists(path):
+        with gfile.GFile(path) as f:
             header, has_rows = f.readline().strip(), bool(f.readline())
     if has_rows and not keep_rows:
         raise FileExistsError(f"{path} already exists; choose another log_dir or pass append=True")
@@ -120,5 +144,5 @@ def open_csv(path, columns, keep_rows=True, written_by="this writer"):
             f"{path} has the columns {header}, {written_by} write {','.join(columns)}: "
             "pass the metrics it was written with, or choose another log_dir")
     if not has_rows:
-        with tf.io.gfile.GFile(path, "w") as f:
+        with gfile.GFile(path, "w") as f:
             f.write(csv_text([columns]))

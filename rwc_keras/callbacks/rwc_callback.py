@@ -5,14 +5,17 @@ import os
 
 import keras
 import pandas as pd
-import tensorflow as tf
 from keras import ops
 
+try:
+    import tensorflow as tf
+except ImportError:  # JAX or PyTorch alone: rwc.csv without TensorBoard events
+    tf = None
+
 from rwc_keras import spec
-from rwc_keras.callbacks.files import (append_csv, drop_csv_rows, drop_events, new_run_dir,
-                                       open_csv)
+from rwc_keras.callbacks.files import (append_csv, drop_csv_rows, drop_events, gfile,
+                                       new_run_dir, open_csv)
 from rwc_keras.callbacks.summaries import TAG_FAMILIES, write_scalars
-from rwc_keras.measure.in_step import StepMeasurements
 from rwc_keras.measure.selection import group_of, select_variables
 from rwc_keras.measure.snapshots import GraphSnapshots, HostSnapshots
 
@@ -37,7 +40,8 @@ class RWCCallback(keras.callbacks.Callback):
     Memory: one copy of every tracked tensor (the snapshot), and a second one (w0) only
     when ``metrics`` holds ``dist_init`` or ``rotation``.
 
-    Output, in ``log_dir`` (any TensorFlow filesystem path, e.g. ``gs://...``):
+    Output, in ``log_dir`` (any TensorFlow filesystem path, e.g. ``gs://...``; without
+    TensorFlow, on JAX or PyTorch alone, a local path and ``rwc.csv`` only):
 
     * ``rwc.csv``: one row per tracked tensor per measurement, columns
       ``epoch,step,layer,group,rwc,rwc_norm,zeros,size`` with the chosen measures after
@@ -228,18 +232,24 @@ class RWCCallback(keras.callbacks.Callback):
     def _open_outputs(self):
         if self.log_dir is None:
             self.log_dir = new_run_dir()
-        tf.io.gfile.makedirs(self.log_dir)
+        gfile.makedirs(self.log_dir)
         path = os.path.join(self.log_dir, spec.RWC_CSV)
         open_csv(path, spec.rwc_columns(self.metrics), keep_rows=self.append or self._resumed,
                  written_by="these metrics")
         self._csv_path = path
+        if tf is None:
+            if self.verbose:
+                print(f"RWCCallback: writing {path}; no TensorBoard events: TensorFlow, "
+                      "which writes them, is not installed")
+            return
         self._writer = tf.summary.create_file_writer(self.log_dir)
         if self.verbose:
             print(f"RWCCallback: writing {path} and TensorBoard events to {self.log_dir}")
 
     @property
     def summary_writer(self):
-        """The callback's TensorBoard writer (None before the first epoch begins).
+        """The callback's TensorBoard writer (None before the first epoch begins, and
+        without TensorFlow).
 
         Other scalars of the same run may be written with it, so that the folder has one
         writer; their own restart handling is theirs.
@@ -270,21 +280,27 @@ class RWCCallback(keras.callbacks.Callback):
             self._last_step.assign(step)
         self._write(epoch, [(step, values)])
 
-    def _write(self, epoch, measured):
-        """Writes the measurements ``[(step, values)]`` of one epoch, oldest first."""
+    def _write_events(self, epoch, measured):
+        """Writes the TensorBoard scalars of the measurements ``[(step, values)]``."""
         if self._summarise_fn is None:
             self._summarise_fn = tf.function(self._summarise)
-        columns = spec.rwc_columns(self.metrics)
-        self.measurements, rows = [], []
         for step, values in measured:
             self._summarise_fn(tf.constant(values),
                                tf.constant(epoch if self.update_freq == "epoch" else step,
                                            tf.int64))
+        self._writer.flush()
+
+    def _write(self, epoch, measured):
+        """Writes the measurements ``[(step, values)]`` of one epoch, oldest first."""
+        if self._writer is not None:
+            self._write_events(epoch, measured)
+        columns = spec.rwc_columns(self.metrics)
+        self.measurements, rows = [], []
+        for step, values in measured:
             measurement = [[epoch, step, layer, group, *map(float, row[:-1]), int(row[-1]),
                             size] for (layer, group, size), row in zip(self._meta, values)]
             self.measurements.append([dict(zip(columns, row)) for row in measurement])
             rows += measurement
-        self._writer.flush()
         append_csv(self._csv_path, rows)
         self.last_measurement = self.measurements[-1]
         self._last_step_value = measured[-1][0]
@@ -297,6 +313,9 @@ class RWCCallback(keras.callbacks.Callback):
         if self._in_step is not None:  # left by a fit that raised
             self._in_step.detach()
         if self.update_freq != "epoch" and not self.measures_after_steps:
+            # TensorFlow's own module: imported on that backend only.
+            from rwc_keras.measure.in_step import StepMeasurements  # noqa: PLC0415
+
             self._in_step = StepMeasurements(
                 self._store.measure_in_graph, self._last_step, self.update_freq,
                 (len(self._tracked), len(self.metrics) + 1), (self.params or {}).get("steps"))
@@ -348,7 +367,7 @@ class RWCCallback(keras.callbacks.Callback):
         """
         if self._csv_path is None:
             return pd.DataFrame(columns=list(spec.rwc_columns(self.metrics)))
-        with tf.io.gfile.GFile(self._csv_path) as f:
+        with gfile.GFile(self._csv_path) as f:
             # Empty groups stay "" and only the value columns read "nan" as NaN.
             return pd.read_csv(f, keep_default_na=False,
                                na_values={metric: ["nan"] for metric in self.metrics})

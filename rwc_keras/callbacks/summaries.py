@@ -1,8 +1,6 @@
 """The TensorBoard scalars of one RWC measurement: one per layer and measure, and the mean of
 each layer group (`RWCCallback`)."""
 
-import tensorflow as tf
-
 from rwc_keras import spec
 
 # The first part of every TensorBoard tag the callback writes: the families it owns in a
@@ -23,6 +21,9 @@ def write_scalars(meta, metrics, values):
         metrics: the measures, in the columns' order.
         values: a (tensors, measures + 1) tensor; the last column (zeros) is not written.
     """
+    # Imported here: `TAG_FAMILIES` serves callbacks that run without TensorFlow.
+    import tensorflow as tf  # noqa: PLC0415
+
     members = {}
     for index, (layer, group, _) in enumerate(meta):
         for column, metric in enumerate(metrics):

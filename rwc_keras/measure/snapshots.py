@@ -8,7 +8,6 @@ measures of every tensor since the last call and moves the copies on.
 """
 
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from rwc_keras.measure.compiled import compiled, copies, norms_of
@@ -26,6 +25,9 @@ def stacked_stats(metrics, snapshots, currents, initials=None, norms=None):
 
 def _variable_beside(value):
     """A variable holding ``value`` on its device."""
+    # TensorFlow is imported where `GraphSnapshots` uses it: JAX and PyTorch run without it.
+    import tensorflow as tf  # noqa: PLC0415
+
     with tf.device(value.device):
         return tf.Variable(tf.identity(value), trainable=False)
 
@@ -48,6 +50,8 @@ class GraphSnapshots:
         if with_initials:
             self.initials = [_variable_beside(v.value) for v in tracked]
             self.initial_norms = [_variable_beside(initial_norms(w0)) for w0 in self.initials]
+        import tensorflow as tf  # noqa: PLC0415 (see _variable_beside)
+
         self._compiled = tf.function(self.measure_in_graph)
 
     def measure_in_graph(self):
