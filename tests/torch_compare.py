@@ -55,7 +55,8 @@ def comparison(project_root, pytorch_root, arch):
     lines = [f"### {arch}", "", "| seed | project top-1 (%) | PyTorch top-1 (%) |",
              "| --- | --- | --- |"]
     for seed in sorted(set(project) | set(pytorch)):
-        cells = [f"{100 * side[seed]:.2f}" if seed in side else "not run" for side in (project, pytorch)]
+        cells = [f"{100 * side[seed]:.2f}" if seed in side else "not run"
+                 for side in (project, pytorch)]
         lines.append(f"| {seed} | {cells[0]} | {cells[1]} |")
     lines.append(f"| mean ± std | {mean_cell(project)} | {mean_cell(pytorch)} |")
     test = welch(list(project.values()), list(pytorch.values()))

@@ -38,13 +38,15 @@ class ResNet18(nn.Module):
         for stage, filters in enumerate((64, 128, 256, 512), start=1):
             for index in (1, 2):
                 name, stride = f"block{stage}_{index}", (2 if stage > 1 and index == 1 else 1)
-                self.layers[f"{name}_conv1"] = nn.Conv2d(channels, filters, 3, stride, 1, bias=False)
+                self.layers[f"{name}_conv1"] = nn.Conv2d(channels, filters, 3, stride, 1,
+                                                         bias=False)
                 self.layers[f"{name}_bn1"] = _bn(filters)
                 self.layers[f"{name}_conv2"] = nn.Conv2d(filters, filters, 3, 1, 1, bias=False)
                 self.layers[f"{name}_bn2"] = _bn(filters)
                 shortcut = stride != 1 or channels != filters
                 if shortcut:
-                    self.layers[f"{name}_shortcut_conv"] = nn.Conv2d(channels, filters, 1, stride, bias=False)
+                    self.layers[f"{name}_shortcut_conv"] = nn.Conv2d(channels, filters, 1, stride,
+                                                                     bias=False)
                     self.layers[f"{name}_shortcut_bn"] = _bn(filters)
                 self.blocks.append((name, shortcut))
                 channels = filters

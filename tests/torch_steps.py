@@ -11,9 +11,10 @@ process has imported TensorFlow long before.
 ``--perturb`` runs PyTorch against PyTorch instead, the second copy's initial weights scaled
 by ``1 + perturb``: how much the dynamics themselves amplify a tiny difference.
 
-OUT.npz holds ``loss`` (the project model, or the perturbed copy) and ``torch_loss`` per step; ``apart/<weight path>``: each
-weight's ``(max |keras - torch|, max |torch|)`` after the last step (moving statistics
-included); ``logits`` and ``torch_logits``: eval-mode logits on 64 held-out images.
+OUT.npz holds ``loss`` (the project model, or the perturbed copy) and ``torch_loss`` per
+step; ``apart/<weight path>``: each weight's ``(max |keras - torch|, max |torch|)`` after the
+last step (moving statistics included); ``logits`` and ``torch_logits``: eval-mode logits on
+64 held-out images.
 """
 
 import argparse

@@ -28,7 +28,8 @@ BN_MOMENTUM = 0.9
 
 def torch_kernel_init():
     """PyTorch's default kernel init, kaiming_uniform(a=sqrt(5)): U(+-1/sqrt(fan_in))."""
-    return keras.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_in", distribution="uniform")
+    return keras.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_in",
+                                              distribution="uniform")
 
 
 def vgg_conv_init():

@@ -34,7 +34,8 @@ class TorchSGD(keras.optimizers.SGD):
         ```
     """
 
-    def __init__(self, learning_rate=0.01, momentum=0.9, weight_decay=0.0, name="torch_sgd", **kwargs):
+    def __init__(self, learning_rate=0.01, momentum=0.9, weight_decay=0.0, name="torch_sgd",
+                 **kwargs):
         super().__init__(learning_rate=learning_rate, momentum=float(momentum), name=name, **kwargs)
         # Stored under its own name: the base class treats `weight_decay` as decoupled.
         self.coupled_weight_decay = float(weight_decay)

@@ -166,7 +166,8 @@ class Trainer:
     def _distribute(self, dataset):
         options = tf.data.Options()
         # In-memory data has no files to shard by; each worker takes its part of every batch.
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA)
         return self.strategy.experimental_distribute_dataset(dataset.with_options(options))
 
     def _replica_gradients(self, images, labels):

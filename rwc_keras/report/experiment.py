@@ -247,7 +247,8 @@ def load_experiment(path):
     layers = list(dict.fromkeys(zip(rwc["layer"], rwc["group"])))
     return Experiment(
         path=path, arch=arch, dataset=dataset, seeds=seeds, epochs=int(rwc["epoch"].max()),
-        x=x, metrics=metrics_of(rwc), layers=layers, groups=[g for g in dict.fromkeys(g for _, g in layers) if g],
+        x=x, metrics=metrics_of(rwc), layers=layers,
+        groups=[g for g in dict.fromkeys(g for _, g in layers) if g],
         aggregated=aggregated, seed_groups=seed_groups,
         history=pd.concat(histories, ignore_index=True) if histories else None,
         test_top1=[m["test_top1"] for m in metrics if "test_top1" in m],

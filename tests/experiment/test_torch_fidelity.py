@@ -11,7 +11,8 @@ Why 1e-8 is a fair bar: the dynamics do not amplify rounding noise past it in 20
 PyTorch run whose initial weights are scaled by 1 + 1e-10 ends, against its twin, at most
 (worst tensor, relative) AlexNet 1.0e-10 (lr 1e-3) and 1.7e-10 (lr 0.1), ResNet-18 3.7e-10 and
 1.5e-5, VGG-19-BN 4.8e-8 and 1.2e-7 (``python tests/torch_steps.py --perturb=1e-10``): at
-most 1.5e5 times, so float64 rounding (1e-16) stays far below it. The project against PyTorch, measured:
+most 1.5e5 times, so float64 rounding (1e-16) stays far below it. The project against
+PyTorch, measured:
 AlexNet 5.1e-16 and 1.4e-15, ResNet-18 8.6e-14 and 2.2e-9, VGG-19-BN 1.9e-10 and 1.5e-9.
 Before the fix (Keras's SGD rounding momentum 0.9 through float32, float32 logits, Keras's
 biased moving variance) ResNet-18 at lr 1e-3 and batch 32 was 1.5e-8 apart after 2 steps and
@@ -84,7 +85,8 @@ def test_twenty_steps_equal_pytorch(arch, lr, tmp_path, step_runs_possible):
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert process.returncode == 0, process.stderr[-3000:]
     result = np.load(out)
-    apart = {name[len("apart/"):]: result[name] for name in result.files if name.startswith("apart/")}
+    apart = {name[len("apart/"):]: result[name]
+             for name in result.files if name.startswith("apart/")}
     relative = {path: difference / scale_of(path, apart) for path, (difference, _) in apart.items()}
     has_batch_norm = arch != "alexnet"
     assert relative and has_batch_norm == any("moving_variance" in n for n in relative)
