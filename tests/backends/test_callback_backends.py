@@ -14,7 +14,6 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from keras.ops import convert_to_numpy as to_numpy
 from keras.src.callbacks.callback_list import CallbackList
 from keras.src.utils.python_utils import is_default
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -23,30 +22,10 @@ from tensorboard.util.tensor_util import make_ndarray
 from rwc_keras import RWCCallback, RWCFreezing, spec
 
 from ..helpers import CPU_DEVICES, reference_metrics
+from ..weight_recorder import WeightRecorder
 
 BACKEND = keras.backend.backend()
 EXAMPLES, BATCH = 32, 8
-
-
-class WeightRecorder(keras.callbacks.Callback):
-    """Keeps float64 copies of the trainable variables at train begin and after every batch."""
-
-    def __init__(self):
-        super().__init__()
-        self.by_step = {}
-
-    def _capture(self):
-        if hasattr(self.model, "jax_state_sync"):  # JAX's fit syncs only at epoch ends
-            self.model.jax_state_sync()
-        step = int(to_numpy(self.model.optimizer.iterations))
-        self.by_step[step] = {spec.layer_name(self.model, v): to_numpy(v).astype(np.float64)
-                              for v in self.model.trainable_variables}
-
-    def on_train_begin(self, logs=None):
-        self._capture()
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._capture()
 
 
 def model_with_fixed_weights():

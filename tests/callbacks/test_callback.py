@@ -13,28 +13,7 @@ from rwc_keras.spec import RWC_COLUMNS as CSV_COLUMNS
 
 from ..helpers import reference_metrics
 from ..keras_helpers import data, functional, read_scalars
-
-
-class WeightRecorder(keras.callbacks.Callback):
-    """Keeps float64 copies of the kernels at train begin and after every batch, by step."""
-
-    def __init__(self):
-        super().__init__()
-        self.by_step = {}
-
-    def _capture(self):
-        step = int(self.model.optimizer.iterations.numpy())
-        prefix = self.model.name + "/"
-        self.by_step[step] = {
-            v.path.removeprefix(prefix): np.array(v.numpy(), np.float64)
-            for v in self.model.trainable_variables
-        }
-
-    def on_train_begin(self, logs=None):
-        self._capture()
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._capture()
+from ..weight_recorder import WeightRecorder
 
 
 def sequential():
