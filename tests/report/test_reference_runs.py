@@ -1,6 +1,5 @@
 """The committed experiments (runs/reference, runs/previous_protocol, runs/fidelity/project,
-runs/freezing) read back
-as committed.
+runs/freezing) read back as committed.
 
 Today's report code recomputes every committed experiment's statistics and claims tables and
 finds them in the committed rwc_aggregated.csv and report.md; the freezing report's tables
