@@ -147,8 +147,7 @@ def _dense_after_flatten(layer):
 def _torch_to_keras_tensors(layer, module):
     """The Keras layer's weights in its own order, made from the PyTorch module's tensors."""
     if isinstance(module, nn.BatchNorm2d):
-        tensors = [module.weight, module.bias, module.running_mean, module.running_var]
-        return [t.detach().cpu().numpy() for t in tensors]
+        return [t.detach().cpu().numpy() for t in _module_tensors(module)]
     weight = module.weight.detach().cpu().numpy()
     if isinstance(module, nn.Conv2d):
         kernel = weight.transpose(2, 3, 1, 0)  # OIHW -> HWIO
@@ -185,6 +184,7 @@ def _keras_to_torch_tensors(layer, module):
 
 
 def _module_tensors(module):
+    """The PyTorch module's tensors in the order of the Keras layer's weights."""
     if isinstance(module, nn.BatchNorm2d):
         return [module.weight, module.bias, module.running_mean, module.running_var]
     return [module.weight] + ([module.bias] if module.bias is not None else [])
