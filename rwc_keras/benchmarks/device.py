@@ -59,7 +59,8 @@ def define_flags():
     flags.DEFINE_list("archs", ["resnet18", "vgg19bn"], "Models to measure.")
     flags.register_validator("archs", lambda names: set(names) <= set(spec.ARCHITECTURES),
                              message=f"--archs must be a subset of {','.join(spec.ARCHITECTURES)}")
-    flags.DEFINE_list("batch_sizes", ["128", "256"], "Batch sizes to measure each model at.")
+    flags.DEFINE_list("batch_sizes", ["128", "256", "512"],
+                      "Batch sizes to measure each model at.")
     flags.DEFINE_integer("steps", 20, "Steps per epoch, the unit of one timing.",
                          lower_bound=EVERY)
     flags.DEFINE_integer("repeats", 3, "Timed epochs per row (median, min, max).",

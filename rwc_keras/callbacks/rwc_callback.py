@@ -49,7 +49,7 @@ class RWCCallback(keras.callbacks.Callback):
       iteration count, ``layer`` the variable path without the model's name, ``group`` empty
       when none, ``zeros`` the elements left out of the ``rwc`` mean because their previous
       value was exactly 0, ``size`` the tensor's element count). Appended after every
-      measurement (measured every N steps on TensorFlow: at the epoch's end); rows are not
+      measurement (every N steps on TensorFlow and JAX: at the epoch's end); rows are not
       kept in memory (`to_dataframe` reads the file).
     * TensorBoard scalars ``<metric>/<group>/<layer>`` per measure, e.g. ``rwc/<group>/<layer>``
       (no group part when empty) and, per group, the group means ``<metric>_mean/<group>``,
@@ -71,11 +71,11 @@ class RWCCallback(keras.callbacks.Callback):
             at the first epoch. An existing ``rwc.csv`` with rows there is an error unless
             ``append=True`` or a `ResumeCallback` restored this callback.
         update_freq: ``"epoch"`` (default) or an int N: measure every N optimizer steps.
-            On TensorFlow inside the train step (`rwc_keras.measure.in_step`: the model's optimizer
-            is wrapped during ``fit``), the rows written at the epoch's end. On JAX and
-            PyTorch after the step, from a batch hook, which makes ``fit`` wait for every
-            step; with ``steps_per_execution=K`` the hook sees every K-th step, so the gaps
-            are N rounded up to a multiple of K (docs/async.md).
+            On TensorFlow and JAX inside the compiled train step (`rwc_keras.measure.in_step`:
+            the model's optimizer is wrapped during ``fit``), the rows written at the epoch's
+            end. On PyTorch after the step, from a batch hook, which makes ``fit`` wait for
+            every step; with ``steps_per_execution=K`` the hook sees every K-th step, so the
+            gaps are N rounded up to a multiple of K (docs/async.md).
         include: which trainable variables to track. None: all with more than one
             dimension (conv and dense kernels). Otherwise a list of layer names (as in the
             CSV), a regular expression searched in the layer name, or a predicate taking the
@@ -91,11 +91,11 @@ class RWCCallback(keras.callbacks.Callback):
 
     Attributes:
         measurements: the measurements written last, oldest first (one, or every N steps
-            on TensorFlow those of the epoch), each a list of rows as dicts from the columns
+            on TensorFlow and JAX those of the epoch), each a list of rows as dicts from the columns
             of ``rwc.csv`` to their values: what `rwc_keras.RWCFreezing` reads.
         last_measurement: the rows of the latest measurement; None before it.
-        measures_after_steps: whether it measures from a batch hook (every N steps on JAX
-            and PyTorch), which keeps ``fit`` from running ahead.
+        measures_after_steps: whether it measures from a batch hook (every N steps on
+            PyTorch), which keeps ``fit`` from running ahead.
 
     Example:
         ```python
@@ -126,9 +126,10 @@ class RWCCallback(keras.callbacks.Callback):
             )
         self.log_dir = log_dir
         self.update_freq = update_freq
-        # TensorFlow measures every N steps inside the train step (rwc_keras.measure.in_step).
+        # TensorFlow and JAX measure every N steps inside the train step
+        # (rwc_keras.measure.in_step); PyTorch's eager step has no compiled step to join.
         self.measures_after_steps = (update_freq != "epoch"
-                                     and keras.backend.backend() != "tensorflow")
+                                     and keras.backend.backend() == "torch")
         if self.measures_after_steps:
             # Set per instance, not defined by the class: Keras runs fit asynchronously only
             # while no callback has a batch hook.
@@ -150,7 +151,7 @@ class RWCCallback(keras.callbacks.Callback):
         self._csv_path = None
         self._writer = None
         self._summarise_fn = None  # traced against the writer
-        self._in_step = None  # TensorFlow, every N steps: the StepMeasurements of this fit
+        self._in_step = None  # every N steps on TensorFlow and JAX: this fit's recorder
         self._resumed = False
         self._training = False
         # Host-side bookkeeping, so that no step reads the device.
@@ -313,21 +314,32 @@ class RWCCallback(keras.callbacks.Callback):
         if self._in_step is not None:  # left by a fit that raised
             self._in_step.detach()
         if self.update_freq != "epoch" and not self.measures_after_steps:
-            # TensorFlow's own module: imported on that backend only.
-            from rwc_keras.measure.in_step import StepMeasurements  # noqa: PLC0415
-
-            self._in_step = StepMeasurements(
-                self._store.measure_in_graph, self._last_step, self.update_freq,
-                (len(self._tracked), len(self.metrics) + 1), (self.params or {}).get("steps"))
+            self._in_step = self._step_recorder()
             self._in_step.attach(self.model)
         self._training = True
+
+    def _step_recorder(self):
+        """What measures every N steps inside the train step, on this backend; its module
+        is imported on that backend only."""
+        steps_per_epoch = (self.params or {}).get("steps")
+        if keras.backend.backend() == "tensorflow":
+            from rwc_keras.measure.in_step_tf import GraphStepMeasurements  # noqa: PLC0415
+
+            return GraphStepMeasurements(
+                self._store.measure_in_graph, self._last_step, self.update_freq,
+                (len(self._tracked), len(self.metrics) + 1), steps_per_epoch)
+        from rwc_keras.measure.in_step_jax import StatelessStepMeasurements  # noqa: PLC0415
+
+        return StatelessStepMeasurements(self._store, self._tracked, self.metrics,
+                                         self._last_step_value, self.update_freq,
+                                         steps_per_epoch)
 
     def on_epoch_begin(self, epoch, logs=None):
         # Files open here, after every on_train_begin: a restore has happened by now.
         if self._csv_path is None:
             self._open_outputs()
         self._epoch = epoch + 1
-        if self.update_freq != "epoch":
+        if self.measures_after_steps:
             # Once per epoch; within it steps are counted on the host.
             self._epoch_start_step = int(self.model.optimizer.iterations.numpy())
 

@@ -1,78 +1,50 @@
-"""Per-step RWC measurement inside the compiled train step (TensorFlow).
+"""Per-step RWC measurement inside the compiled train step: what TensorFlow and JAX share.
 
-`RWCCallback(update_freq=N)` on TensorFlow wraps the model's optimizer in an
-`InStepOptimizer` for the length of each ``fit`` (or driver run). Its ``apply`` updates the
-weights with the wrapped optimizer, then, in the same traced step, measures when N steps
-have passed since the last measurement and appends the values to a `StepMeasurements`
-buffer of variables. The host reads the buffer once, at the epoch's end, and writes the
-CSV and TensorBoard rows then: no batch hook, no Python and no device read per step.
-docs/async.md says why this design.
+`RWCCallback(update_freq=N)` wraps the model's optimizer in an `InStepOptimizer` for the
+length of each ``fit`` (or driver run). After the wrapped optimizer has updated the weights,
+in the same compiled step, a recorder measures when N steps have passed since the last
+measurement and appends the values to a buffer kept on the device. The host reads the buffer
+once, at the epoch's end, and writes the CSV and TensorBoard rows then: no batch hook, no
+Python and no device read per step. docs/async.md says why this design.
+
+The recorders: `rwc_keras.measure.in_step_tf.GraphStepMeasurements` (TensorFlow variables
+updated in the traced step) and `rwc_keras.measure.in_step_jax.StatelessStepMeasurements`
+(state threaded through JAX's stateless step as optimizer variables).
 """
 
-import tensorflow as tf
 from keras import optimizers
 
 # Measurements held when the steps per epoch are unknown (a dataset without cardinality).
 DEFAULT_CAPACITY = 4096
 
 
-class StepMeasurements:
-    """Measures every ``every`` steps inside a model's train step, and holds the values until
-    the host reads them.
+def buffer_capacity(steps_per_epoch, every):
+    """How many measurements an epoch can hold: all of its own, or `DEFAULT_CAPACITY`."""
+    return -(-steps_per_epoch // every) if steps_per_epoch else DEFAULT_CAPACITY
 
-    Args:
-        measure: a graph function returning one measurement, shape ``shape``, and moving the
-            snapshots on.
-        last_step: an int64 variable, the step of the last measurement.
-        every: the steps between two measurements.
-        shape: the shape of one measurement, (tracked tensors, measures + 1).
-        steps_per_epoch: sizes the buffer to hold an epoch's measurements; None:
-            `DEFAULT_CAPACITY` of them, one more in an epoch is an error.
+
+def overflow_message(capacity):
+    return (f"RWCCallback holds {capacity} measurements per epoch; give fit the steps per "
+            "epoch (steps_per_epoch=...)")
+
+
+class StepRecorder:
+    """Puts a recorder's `InStepOptimizer` around a model's optimizer for one ``fit``.
+
+    A recorder defines ``variables`` (the Keras variables a stateless step threads through;
+    empty where the step updates its own variables), ``after_apply(step)`` and
+    ``after_stateless_apply(step, trainable_values, state_values)`` (see `InStepOptimizer`),
+    and ``read()``: the held measurements, oldest first, as ``[(step, values)]``.
     """
 
-    def __init__(self, measure, last_step, every, shape, steps_per_epoch=None):
-        self.measure, self.last_step, self.every = measure, last_step, every
-        self.capacity = -(-steps_per_epoch // every) if steps_per_epoch else DEFAULT_CAPACITY
-        # Beside the step counter: a few bytes per measurement to the host.
-        with tf.device("/cpu:0"):
-            self.values = tf.Variable(tf.zeros([self.capacity, *shape], tf.float64),
-                                      trainable=False)
-            self.steps = tf.Variable(tf.zeros([self.capacity], tf.int64), trainable=False)
-            self.count = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self._model = self._optimizer = None
-
-    def record_if_due(self, step):
-        """In the graph: when ``every`` steps have passed since ``last_step``, appends a
-        measurement and ``step``, and sets ``last_step`` to ``step``."""
-
-        def record():
-            index = self.count.read_value()
-            full = tf.debugging.assert_less(
-                index, tf.constant(self.capacity, tf.int64),
-                message=f"RWCCallback holds {self.capacity} measurements per epoch; "
-                        "give fit the steps per epoch (steps_per_epoch=...)")
-            with tf.control_dependencies([full]):
-                self.values[index].assign(self.measure())
-                self.steps[index].assign(step)
-                self.count.assign_add(1)
-                self.last_step.assign(step)
-            return tf.constant(True)
-
-        return tf.cond(step - self.last_step.read_value() >= self.every, record,
-                       lambda: tf.constant(False))
-
-    def read(self):
-        """The held measurements, oldest first, as ``[(step, values)]``; empties the buffer."""
-        count = int(self.count.numpy())
-        steps, values = self.steps[:count].numpy(), self.values[:count].numpy()
-        self.count.assign(0)
-        return list(zip(steps.tolist(), values))
+    variables = ()
+    _model = _optimizer = None
 
     def attach(self, model):
-        """Wraps ``model.optimizer`` in an `InStepOptimizer` measuring with this object, and
+        """Wraps ``model.optimizer`` in an `InStepOptimizer` recording with this object, and
         has ``fit`` trace its step again."""
         self._model = model
-        self._optimizer = InStepOptimizer(model.optimizer, self.record_if_due)
+        self._optimizer = InStepOptimizer(model.optimizer, self)
         model.optimizer = self._optimizer
         model.make_train_function(force=True)
 
@@ -84,25 +56,28 @@ class StepMeasurements:
 
 
 class InStepOptimizer(optimizers.Optimizer):
-    """Wraps an optimizer and runs ``after_apply(step)`` after each of its updates, in the same
+    """Wraps an optimizer and has a recorder act after each of its updates, in the same
     compiled step (the pattern of `keras.optimizers.LossScaleOptimizer`).
 
-    Its variables, step count and learning rate are the wrapped optimizer's, so checkpoints
-    and learning-rate callbacks see no difference.
+    Its step count and learning rate are the wrapped optimizer's, and so are its variables
+    but for the recorder's, so checkpoints and learning-rate callbacks see no difference.
 
     Args:
         inner_optimizer: the optimizer to wrap, built or not.
-        after_apply: a function of the optimizer step (an int64 scalar tensor) that adds
-            graph operations; called once per step, in cross-replica context under a
-            `tf.distribute` strategy (it reads the primary copy of mirrored weights).
+        recorder: a `StepRecorder`. Stateful ``apply`` (TensorFlow) calls
+            ``recorder.after_apply(step)`` with the optimizer step, an int scalar tensor, to
+            add graph operations. JAX's ``stateless_apply`` calls
+            ``recorder.after_stateless_apply(step, trainable_values, state_values)`` with the
+            updated weights and the current values of ``recorder.variables``, and threads the
+            new values it returns through the step.
 
-    Example: see `StepMeasurements.attach`.
+    Example: see `StepRecorder.attach`.
     """
 
-    def __init__(self, inner_optimizer, after_apply):
+    def __init__(self, inner_optimizer, recorder):
         super().__init__(learning_rate=0.0, name=inner_optimizer.name)
         self.inner_optimizer = inner_optimizer
-        self.after_apply = after_apply
+        self.recorder = recorder
         self.built = inner_optimizer.built
 
     def build(self, var_list):
@@ -112,12 +87,22 @@ class InStepOptimizer(optimizers.Optimizer):
 
     def apply(self, grads, trainable_variables=None):
         self.inner_optimizer.apply(grads, trainable_variables)
-        tf.distribute.get_replica_context().merge_call(
-            lambda _: self.after_apply(tf.cast(self.iterations.value, tf.int64)))
+        self.recorder.after_apply(self.iterations.value)
+
+    def stateless_apply(self, optimizer_variables, grads, trainable_variables):
+        inner = self.inner_optimizer
+        count = len(inner.variables)
+        trainable_values, inner_values = inner.stateless_apply(
+            optimizer_variables[:count], grads, trainable_variables)
+        step = next(value for variable, value in zip(inner.variables, inner_values)
+                    if variable is inner.iterations)
+        state = self.recorder.after_stateless_apply(step, trainable_values,
+                                                    optimizer_variables[count:])
+        return trainable_values, [*inner_values, *state]
 
     @property
     def variables(self):
-        return self.inner_optimizer.variables
+        return [*self.inner_optimizer.variables, *self.recorder.variables]
 
     @property
     def iterations(self):

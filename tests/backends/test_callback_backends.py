@@ -20,6 +20,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.util.tensor_util import make_ndarray
 
 from rwc_keras import RWCCallback, RWCFreezing, spec
+from rwc_keras.measure import in_step
 
 from ..helpers import CPU_DEVICES, reference_metrics
 from ..weight_recorder import WeightRecorder
@@ -121,13 +122,44 @@ def test_measurement_and_freezing_keep_fit_asynchronous(tmp_path):
     # TensorFlow's Keras never dispatches callbacks asynchronously (backend.IS_THREAD_SAFE
     # is False there): the check above is what stays true there.
     assert CallbackList(callbacks)._async_train == (BACKEND != "tensorflow")
-    # Every N steps: inside the train step on TensorFlow, from a batch hook elsewhere.
+    # Every N steps: inside the train step on TensorFlow and JAX, from a batch hook on
+    # PyTorch.
     per_step = RWCCallback(log_dir=str(tmp_path), update_freq=2, verbose=0)
-    hooked = BACKEND != "tensorflow"
+    hooked = BACKEND == "torch"
     assert has_batch_hook(per_step) == has_batch_hook(RWCFreezing(per_step)) == hooked
+    assert CallbackList([per_step, RWCFreezing(per_step)])._async_train == (BACKEND == "jax")
     model = model_with_fixed_weights()
     model.fit(*data(), batch_size=BATCH, epochs=2, verbose=0, callbacks=[rwc])
     assert rwc.to_dataframe().epoch.tolist() == [1, 1, 2, 2]
+
+
+def test_every_n_steps_continues_across_fits(tmp_path):
+    model = model_with_fixed_weights()
+    callback = RWCCallback(log_dir=str(tmp_path), update_freq=3, metrics=spec.METRICS,
+                           verbose=0)
+    recorder = WeightRecorder()
+    x, y = data()
+    for epochs in (1, 2):  # 4 steps per epoch
+        model.fit(x, y, batch_size=BATCH, epochs=epochs, shuffle=False, verbose=0,
+                  callbacks=[recorder, callback])
+    # Step 6 is compared with step 3, measured in the first fit.
+    frame = check_against_recomputation(callback, recorder)
+    assert sorted(frame.step.unique()) == [3, 6, 9, 12]
+
+
+@pytest.mark.skipif(BACKEND == "torch",
+                    reason="PyTorch measures from a batch hook, which holds no buffer")
+def test_more_measurements_than_the_buffer_holds_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(in_step, "DEFAULT_CAPACITY", 2)
+    x, y = data()
+
+    def batches():  # no length: fit does not know the steps per epoch
+        for start in range(0, EXAMPLES, BATCH):
+            yield x[start:start + BATCH], y[start:start + BATCH]
+
+    callback = RWCCallback(log_dir=str(tmp_path), update_freq=1, verbose=0)
+    with pytest.raises(Exception, match="holds 2 measurements per epoch"):
+        model_with_fixed_weights().fit(batches(), epochs=1, verbose=0, callbacks=[callback])
 
 
 def test_append_continues_an_existing_csv(tmp_path):
