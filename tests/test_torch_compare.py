@@ -44,7 +44,8 @@ def test_runs_readme_shows_the_committed_comparison():
     with open(os.path.join(runs, "README.md")) as f:
         readme = f.read()
     committed = readme.split("<!-- torch_compare -->\n")[1].split("<!-- /torch_compare -->")[0]
-    project, pytorch = (os.path.join(runs, "fidelity", side) for side in ("project", "pytorch"))
+    project, pytorch = (os.path.join(runs, folder)
+                        for folder in ("reference", "reference_pytorch"))
     expected = "\n".join(torch_compare.comparison(project, pytorch, arch)
                          for arch in ("resnet18", "vgg19bn"))
     assert committed.strip() == expected.strip()

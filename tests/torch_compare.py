@@ -2,7 +2,7 @@
 Welch's two-sample t-test of the difference, as markdown (runs/README.md, "Project against
 PyTorch").
 
-    python tests/torch_compare.py runs/fidelity/project runs/fidelity/pytorch resnet18 vgg19bn
+    python tests/torch_compare.py runs/reference runs/reference_pytorch resnet18 vgg19bn
 
 reads ``<project>/<arch>_fashion_mnist/seed_<n>/metrics.json`` (`python -m rwc_keras.main`)
 and ``<pytorch>/<arch>_fashion_mnist/seed_<n>/metrics.json`` (tests/torch_train.py).

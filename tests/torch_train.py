@@ -9,7 +9,7 @@ decay) and batch 128, the models of tests/torch_reference.py with PyTorch's or t
 initialisation. Flips and initial weights come from ``torch.manual_seed(seed)``.
 
     python tests/torch_train.py --arch=resnet18 --seeds=0,42,123,1,2 \\
-        --max_train_examples=20000 --logdir=runs/fidelity/pytorch
+        --max_train_examples=20000 --logdir=runs/reference_pytorch
 
 writes ``<logdir>/<arch>_fashion_mnist/seed_<n>/metrics.json`` (``test_top1``, ``test_loss``,
 ``wall_seconds``) and skips a seed whose file is there, so an interrupted command resumes.
@@ -93,7 +93,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--max_train_examples", type=int, default=None)
     parser.add_argument("--batch_size", type=int, default=spec.BATCH_SIZE)
-    parser.add_argument("--logdir", default="runs/fidelity/pytorch")
+    parser.add_argument("--logdir", default="runs/reference_pytorch")
     args = parser.parse_args()
     (x_train, y_train), (x_test, y_test) = load_arrays(DATASET)
     x_train, y_train = x_train[:args.max_train_examples], y_train[:args.max_train_examples]

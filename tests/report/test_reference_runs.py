@@ -1,5 +1,5 @@
-"""The committed experiments (runs/reference, runs/previous_protocol, runs/fidelity/project,
-runs/freezing) read back as committed.
+"""The committed experiments (runs/reference, runs/previous_protocol, runs/freezing) read back
+as committed.
 
 Today's report code recomputes every committed experiment's statistics and claims tables and
 finds them in the committed rwc_aggregated.csv and report.md; the freezing report's tables
@@ -19,7 +19,7 @@ from rwc_keras.report import layer_dynamics, load_experiment, verdicts, write
 from ..helpers import ROOT
 
 RUNS = pathlib.Path(ROOT) / "runs"
-EXPERIMENT_DIRS = sorted(path for folder in ("reference", "previous_protocol", "fidelity/project")
+EXPERIMENT_DIRS = sorted(path for folder in ("reference", "previous_protocol")
                          for path in (RUNS / folder).glob("*_*") if path.is_dir())
 
 
