@@ -22,6 +22,7 @@ import tensorflow as tf
 from absl import logging
 
 from rwc_keras import spec
+from rwc_keras.freezing import schema
 from rwc_keras.callbacks.resume import ResumeCallback
 from rwc_keras.callbacks.rwc_callback import RWCCallback
 from rwc_keras.experiment.history import HistoryLogger
@@ -55,10 +56,10 @@ class RunConfig:
     rwc_every: str = "epoch"
     jit_compile: bool = False
     mixed_precision: bool = False
-    freeze: str = spec.DEFAULT_FREEZE
-    freeze_bn: str = spec.DEFAULT_FREEZE_BATCHNORM
-    # RWCFreezing's threshold, patience, smoothing and warmup (with freeze="rwc").
-    freeze_rule: dict = dataclasses.field(default_factory=lambda: dict(spec.RWC_FREEZING_RULE))
+    freeze: str = schema.DEFAULT_FREEZE
+    freeze_bn: str = schema.DEFAULT_FREEZE_BATCHNORM
+    # RWCFreezing's tolerance, patience, smoothing, warmup and cap (with freeze="rwc").
+    freeze_rule: dict = dataclasses.field(default_factory=lambda: dict(schema.RWC_FREEZING_RULE))
     rwc_metrics: tuple = spec.RWC_METRICS
 
     @property
@@ -118,10 +119,10 @@ class Trainer:
     """
 
     def __init__(self, config, strategy, datasets, sync_every=SYNC_EVERY_STEPS):
-        if config.freeze not in spec.FREEZE_MODES:
-            raise ValueError(f"freeze must be one of {', '.join(spec.FREEZE_MODES)}, "
+        if config.freeze not in schema.FREEZE_MODES:
+            raise ValueError(f"freeze must be one of {', '.join(schema.FREEZE_MODES)}, "
                              f"got {config.freeze!r}")
-        if config.freeze != spec.DEFAULT_FREEZE and isinstance(
+        if config.freeze != schema.DEFAULT_FREEZE and isinstance(
                 strategy, tf.distribute.MultiWorkerMirroredStrategy):
             raise ValueError("layer freezing runs on one host: the chief alone decides it")
         self.config = config

@@ -1,0 +1,33 @@
+"""The layer-freezing schema: modes, defaults, file names and columns, once.
+
+The freezing callbacks (`rwc_keras.freezing`), the driver's flags and the freezing report read
+these. Like `rwc_keras.spec` it imports nothing, so flag validation stays instant.
+"""
+
+# ``--freeze``: no freezing, the RWC rule (`RWCFreezing`) or FreezeOut's schedule.
+FREEZE_MODES = ("none", "rwc", "freezeout")
+DEFAULT_FREEZE = "none"
+# The RWC freezing rule's defaults (`rwc_keras.RWCFreezing`, rule v2; docs/freezing.md says
+# how they were chosen), for RWC measured once per epoch. The driver's --freeze_<name> flags.
+RWC_FREEZING_RULE = {"tolerance": 0.35, "patience": 1, "smoothing": 0.0, "warmup": 0.2,
+                     "cap": 0.75}
+# How a frozen BatchNormalization layer normalises: with the batch's statistics as before it
+# froze (its scale and offset fixed, its moving statistics still updated), or in inference
+# mode with its moving statistics, which is what Keras's ``trainable = False`` means.
+FREEZE_BATCHNORM = ("batch", "inference")
+DEFAULT_FREEZE_BATCHNORM = "batch"
+# Written by a freezing callback, per run: one row per frozen layer group. ``smoothed`` and
+# ``change`` are the RWC rule's (empty for the schedules). ``saved_macs``: multiply-adds per
+# example that every training step skips from then on (all groups frozen so far);
+# ``train_macs``: those of a step without freezing (the same in every row).
+FREEZING_CSV = "freezing.csv"
+FREEZING_COLUMNS = ("epoch", "step", "group", "layers", "smoothed", "change", "saved_macs",
+                    "train_macs")
+# Written by `python -m rwc_keras.report.freezing`, into the folder it compares.
+FREEZING_REPORT_MD = "freezing_report.md"
+FREEZING_PNG = "freezing.png"
+
+
+def freezing_tag(group):
+    """TensorBoard tag of the marker a freezing callback writes when ``group`` freezes."""
+    return f"freezing/{group}"
