@@ -97,6 +97,11 @@ SEEDS = (0, 42, 123, 1000, 1234)
 EPOCHS = 150
 BATCH_SIZE = 128
 MOMENTUM = 0.9
+# ``--lr_schedule``: Table 1's constant rate, or FreezeOut's cosine annealing of it to 0 over
+# the run's steps (the rate FreezeOut gives its output layer), for a baseline that separates
+# FreezeOut's schedule from its freezing.
+LR_SCHEDULES = ("constant", "cosine")
+DEFAULT_LR_SCHEDULE = "constant"
 
 # The benchmarks' optimizer (rwc_keras.benchmarks): a real run's update path, weight decay
 # included; speed does not depend on the values.

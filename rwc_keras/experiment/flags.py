@@ -19,12 +19,14 @@ RUN_FLAGS = ("arch", "dataset", "epochs", "seeds", "batch_size", "lr", "momentum
              "weight_decay", "strategy", "logdir", "data_dir", "normalize", "shuffle", "rwc_every",
              "max_train_examples", "max_test_examples", "jit_compile", "mixed_precision",
              "deterministic", "cpu_devices", "freeze", "freeze_bn", "freeze_tolerance",
-             "freeze_patience", "freeze_smoothing", "freeze_warmup", "freeze_cap", "rwc_metrics")
+             "freeze_patience", "freeze_smoothing", "freeze_warmup", "freeze_cap", "rwc_metrics",
+             "lr_schedule")
 # Run flags that flags.cfg lists only when they differ from their default, so that the runs
 # made before they existed still match their flagfile. The rule's flags are listed whenever
 # --freeze=rwc, so that a flags.cfg tells which rule made its run (rule v1 had other flags).
 OPTIONAL_RUN_FLAGS = ("freeze", "freeze_bn", "freeze_tolerance", "freeze_patience",
-                      "freeze_smoothing", "freeze_warmup", "freeze_cap", "rwc_metrics")
+                      "freeze_smoothing", "freeze_warmup", "freeze_cap", "rwc_metrics",
+                      "lr_schedule")
 # --freeze_<name> sets the RWC freezing rule's <name>.
 FREEZE_RULE_FLAGS = {f"freeze_{name}": name for name in schema.RWC_FREEZING_RULE}
 
@@ -71,6 +73,9 @@ def _define_optimizer_flags():
     flags.DEFINE_float("weight_decay", None,
                        "PyTorch-style (coupled) weight decay (default: Table 1 for arch).",
                        lower_bound=0.0)
+    flags.DEFINE_enum("lr_schedule", spec.DEFAULT_LR_SCHEDULE, spec.LR_SCHEDULES,
+                      "constant: Table 1's rate throughout; cosine: annealed to 0 over the run "
+                      "as FreezeOut anneals its output layer (a baseline for --freeze).")
     flags.register_validator(
         "lr", lambda v: v is None or v > 0, message="--lr must be a positive number")
 
@@ -130,10 +135,12 @@ def _define_rwc_flags():
 
 def _define_freezing_flags():
     flags.DEFINE_enum("freeze", schema.DEFAULT_FREEZE, schema.FREEZE_MODES,
-                      "Layer freezing: none; rwc: freeze the leading layer groups whose "
-                      "RWC has levelled off (rwc_keras.RWCFreezing, rule v2); freezeout: FreezeOut's schedule, which also replaces the "
-                      "constant learning rate with per-layer cosine annealing "
-                      "(rwc_keras.FreezeOut).")
+                      "Layer freezing: none; rwc: freeze the leading layer groups whose RWC "
+                      "has levelled off (rwc_keras.RWCFreezing, rule v2); freezeout: "
+                      "FreezeOut's schedule, which also replaces the constant learning rate "
+                      "with per-layer cosine annealing (rwc_keras.FreezeOut); linear: single "
+                      "leading layers on a linear schedule from half of training, like "
+                      "Composer's LayerFreezing (rwc_keras.LinearFreezing).")
     flags.DEFINE_enum("freeze_bn", schema.DEFAULT_FREEZE_BATCHNORM, schema.FREEZE_BATCHNORM,
                       "How frozen BatchNormalization layers normalise: batch: with the "
                       "batch's statistics, as before they froze; inference: with their moving "
@@ -144,6 +151,12 @@ def _define_freezing_flags():
         ["freeze", "strategy"],
         lambda f: f["freeze"] == schema.DEFAULT_FREEZE or f["strategy"] != "multi_worker",
         message="--freeze runs on one host: it cannot be combined with --strategy=multi_worker")
+    # FreezeOut sets every layer's rate itself.
+    flags.register_multi_flags_validator(
+        ["freeze", "lr_schedule"],
+        lambda f: f["freeze"] != "freezeout" or f["lr_schedule"] == spec.DEFAULT_LR_SCHEDULE,
+        message="--freeze=freezeout anneals each layer's rate itself: it cannot be combined "
+                "with --lr_schedule=cosine")
 
 
 def _define_freezing_rule_flags():

@@ -29,6 +29,7 @@ from rwc_keras.experiment.history import HistoryLogger
 from rwc_keras.experiment.models import build_model
 from rwc_keras.experiment.optimizer import TorchSGD
 from rwc_keras.freezing.freezeout import FreezeOut, FreezeOutSchedule, FreezeOutSGD
+from rwc_keras.freezing.linear import LinearFreezing
 from rwc_keras.freezing.rwc_freezing import RWCFreezing
 
 # Steps between two reads of the running totals (progress bar, NaN check). The loop waits
@@ -61,6 +62,7 @@ class RunConfig:
     # RWCFreezing's tolerance, patience, smoothing, warmup and cap (with freeze="rwc").
     freeze_rule: dict = dataclasses.field(default_factory=lambda: dict(schema.RWC_FREEZING_RULE))
     rwc_metrics: tuple = spec.RWC_METRICS
+    lr_schedule: str = spec.DEFAULT_LR_SCHEDULE
 
     @property
     def rwc_update_freq(self):
@@ -122,6 +124,9 @@ class Trainer:
         if config.freeze not in schema.FREEZE_MODES:
             raise ValueError(f"freeze must be one of {', '.join(schema.FREEZE_MODES)}, "
                              f"got {config.freeze!r}")
+        if config.lr_schedule not in spec.LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {', '.join(spec.LR_SCHEDULES)}, "
+                             f"got {config.lr_schedule!r}")
         if config.freeze != schema.DEFAULT_FREEZE and isinstance(
                 strategy, tf.distribute.MultiWorkerMirroredStrategy):
             raise ValueError("layer freezing runs on one host: the chief alone decides it")
@@ -145,7 +150,8 @@ class Trainer:
                     self.optimizer = FreezeOutSGD(self.freezeout_schedule, config.lr,
                                                   config.momentum, config.weight_decay)
                 else:
-                    self.optimizer = TorchSGD(config.lr, config.momentum, config.weight_decay)
+                    self.optimizer = TorchSGD(self._learning_rate(datasets.steps_per_epoch),
+                                              config.momentum, config.weight_decay)
                 self.optimizer.build(self.model.trainable_variables)
                 self.model.compile(optimizer=self.optimizer)
         finally:
@@ -156,6 +162,14 @@ class Trainer:
         self.steps_per_epoch = datasets.steps_per_epoch
         self._test_step = tf.function(self._distributed_test_step)
         self.rebuild_step()
+
+    def _learning_rate(self, steps_per_epoch):
+        """The rate of ``config.lr_schedule``: FreezeOut's cosine, ``0.5 lr (1 + cos(pi t))``
+        at progress t, is Keras's `CosineDecay` over the run's steps."""
+        if self.config.lr_schedule == "constant":
+            return self.config.lr
+        return keras.optimizers.schedules.CosineDecay(
+            self.config.lr, decay_steps=self.config.epochs * steps_per_epoch)
 
     def rebuild_step(self):
         """Makes a new train step, traced at its first call for the model's trainable
@@ -298,6 +312,8 @@ def freezing_callbacks(config, trainer, rwc):
     if config.freeze == "freezeout":
         return [FreezeOut(trainer.freezeout_schedule, batchnorm=config.freeze_bn, rwc=rwc,
                           rebuild=trainer.rebuild_step)]
+    if config.freeze == "linear":
+        return [LinearFreezing(batchnorm=config.freeze_bn, rwc=rwc, rebuild=trainer.rebuild_step)]
     return []
 
 

@@ -1,4 +1,5 @@
-"""`Freezer`: what the layer-freezing callbacks share (`RWCFreezing`, `FreezeOut`).
+"""`Freezer`: what the layer-freezing callbacks share (`RWCFreezing`, `FreezeOut`,
+`LinearFreezing`).
 
 A model's layers with trainable weights are gathered into units (`layer_units`): a layer group
 (a ResNet-18 block, a paper group) or a single layer. A freezing callback freezes a leading

@@ -4,9 +4,13 @@ The freezing callbacks (`rwc_keras.freezing`), the driver's flags and the freezi
 these. Like `rwc_keras.spec` it imports nothing, so flag validation stays instant.
 """
 
-# ``--freeze``: no freezing, the RWC rule (`RWCFreezing`) or FreezeOut's schedule.
-FREEZE_MODES = ("none", "rwc", "freezeout")
+# ``--freeze``: no freezing, the RWC rule (`RWCFreezing`), FreezeOut's schedule, or a linear
+# schedule like Composer's LayerFreezing (`LinearFreezing`).
+FREEZE_MODES = ("none", "rwc", "freezeout", "linear")
 DEFAULT_FREEZE = "none"
+# `LinearFreezing`'s schedule, Composer's LayerFreezing defaults: from half of training the
+# frozen share of the freezable units grows linearly to ``level`` at the end.
+LINEAR_FREEZING = {"start": 0.5, "level": 1.0}
 # The RWC freezing rule's defaults (`rwc_keras.RWCFreezing`, rule v2; docs/freezing.md says
 # how they were chosen), for RWC measured once per epoch. The driver's --freeze_<name> flags.
 RWC_FREEZING_RULE = {"tolerance": 0.35, "patience": 1, "smoothing": 0.0, "warmup": 0.2,

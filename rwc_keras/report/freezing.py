@@ -114,6 +114,8 @@ def mode_label(flagfile):
     else:
         changed = [f"{name}={values[flag]}" for flag, name in FREEZE_RULE_FLAGS.items()
                    if flag in values and float(values[flag]) != schema.RWC_FREEZING_RULE[name]]
+    if values.get("lr_schedule", spec.DEFAULT_LR_SCHEDULE) != spec.DEFAULT_LR_SCHEDULE:
+        changed.append(f"lr_schedule={values['lr_schedule']}")
     return f"{mode} ({', '.join(changed)})" if changed else mode
 
 

@@ -652,7 +652,7 @@ def test_driver_command_passes_the_rule_s_flags_on(mnist_dir, tmp_path):
 def test_freeze_flags_are_checked_before_any_work(tmp_path):
     result = driver("--arch=alexnet", "--freeze=all", f"--logdir={tmp_path}")
     assert result.returncode == 1
-    assert "value should be one of <none|rwc|freezeout>" in result.stderr
+    assert "value should be one of <none|rwc|freezeout|linear>" in result.stderr
     result = driver("--arch=alexnet", "--freeze=rwc", "--strategy=multi_worker",
                     f"--logdir={tmp_path}")
     assert result.returncode == 1
