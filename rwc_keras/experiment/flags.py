@@ -20,13 +20,13 @@ RUN_FLAGS = ("arch", "dataset", "epochs", "seeds", "batch_size", "lr", "momentum
              "max_train_examples", "max_test_examples", "jit_compile", "mixed_precision",
              "deterministic", "cpu_devices", "freeze", "freeze_bn", "freeze_tolerance",
              "freeze_patience", "freeze_smoothing", "freeze_warmup", "freeze_cap", "rwc_metrics",
-             "lr_schedule")
+             "lr_schedule", "freeze_cache_mb")
 # Run flags that flags.cfg lists only when they differ from their default, so that the runs
 # made before they existed still match their flagfile. The rule's flags are listed whenever
 # --freeze=rwc, so that a flags.cfg tells which rule made its run (rule v1 had other flags).
 OPTIONAL_RUN_FLAGS = ("freeze", "freeze_bn", "freeze_tolerance", "freeze_patience",
                       "freeze_smoothing", "freeze_warmup", "freeze_cap", "rwc_metrics",
-                      "lr_schedule")
+                      "lr_schedule", "freeze_cache_mb")
 # --freeze_<name> sets the RWC freezing rule's <name>.
 FREEZE_RULE_FLAGS = {f"freeze_{name}": name for name in schema.RWC_FREEZING_RULE}
 
@@ -145,6 +145,10 @@ def _define_freezing_flags():
                       "How frozen BatchNormalization layers normalise: batch: with the "
                       "batch's statistics, as before they froze; inference: with their moving "
                       "statistics (Keras's trainable=False).")
+    flags.DEFINE_integer("freeze_cache_mb", schema.DEFAULT_FREEZE_CACHE_MB,
+                         "Host memory (MiB) the outputs of a frozen leading prefix may take "
+                         "when cached (a fixed function of the input: --freeze_bn=inference, "
+                         "or no BatchNormalization); 0 never caches.", lower_bound=0)
     _define_freezing_rule_flags()
     # Freezing is decided by the chief's callbacks, which other hosts do not run.
     flags.register_multi_flags_validator(

@@ -15,6 +15,10 @@ LINEAR_FREEZING = {"start": 0.5, "level": 1.0}
 # how they were chosen), for RWC measured once per epoch. The driver's --freeze_<name> flags.
 RWC_FREEZING_RULE = {"tolerance": 0.35, "patience": 1, "smoothing": 0.0, "warmup": 0.2,
                      "cap": 0.75}
+# ``--freeze_cache_mb``: the most host memory the driver's cache of a frozen prefix's outputs
+# may take (`rwc_keras.experiment.prefix_cache`); a fixed budget, not a share of the free
+# memory, so that a resumed run decides as an uninterrupted one did.
+DEFAULT_FREEZE_CACHE_MB = 2048
 # How a frozen BatchNormalization layer normalises: with the batch's statistics as before it
 # froze (its scale and offset fixed, its moving statistics still updated), or in inference
 # mode with its moving statistics, which is what Keras's ``trainable = False`` means.
