@@ -1,7 +1,7 @@
 """rwc_keras: layer-wise Relative Weight Change (RWC) for Keras 3 / TensorFlow training.
 
     from rwc_keras import RWCCallback, ResumeCallback, rwc, rwc_norm
-    from rwc_keras import RWCFreezing, FreezeOut, FreezeOutSchedule, FreezeOutSGD
+    from rwc_keras import RWCFreezing, FreezeOut, FreezeOutSchedule, FreezeOutSGD, LinearFreezing
     from rwc_keras import build_model, TorchSGD    # the paper's models and optimizer
 """
 
@@ -16,6 +16,7 @@ _EXPORTS = {
     "FreezeOut": "rwc_keras.freezing.freezeout",
     "FreezeOutSchedule": "rwc_keras.freezing.freezeout",
     "FreezeOutSGD": "rwc_keras.freezing.freezeout",
+    "LinearFreezing": "rwc_keras.freezing.linear",
     "rwc": "rwc_keras.measure.metric",
     "rwc_norm": "rwc_keras.measure.metric",
     "rwc_stats": "rwc_keras.measure.metric",

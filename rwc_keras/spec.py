@@ -97,6 +97,11 @@ SEEDS = (0, 42, 123, 1000, 1234)
 EPOCHS = 150
 BATCH_SIZE = 128
 MOMENTUM = 0.9
+# ``--lr_schedule``: Table 1's constant rate, or FreezeOut's cosine annealing of it to 0 over
+# the run's steps (the rate FreezeOut gives its output layer), for a baseline that separates
+# FreezeOut's schedule from its freezing.
+LR_SCHEDULES = ("constant", "cosine")
+DEFAULT_LR_SCHEDULE = "constant"
 
 # The benchmarks' optimizer (rwc_keras.benchmarks): a real run's update path, weight decay
 # included; speed does not depend on the values.
@@ -369,32 +374,3 @@ HISTORY_COLUMNS = ("epoch",
                    *(f"{split}_{metric}" for split in SPLITS for metric in EPOCH_METRICS),
                    "seconds")
 
-
-# -- layer freezing (rwc_keras.freezing) -----------------------------------------------------
-
-# ``--freeze``: no freezing, the RWC rule (`RWCFreezing`) or FreezeOut's schedule.
-FREEZE_MODES = ("none", "rwc", "freezeout")
-DEFAULT_FREEZE = "none"
-# The RWC freezing rule's defaults (`rwc_keras.RWCFreezing`; docs/freezing.md says how they
-# were chosen), for RWC measured once per epoch. The driver's --freeze_<name> flags.
-RWC_FREEZING_RULE = {"threshold": 0.5, "patience": 1, "smoothing": 0.25, "warmup": 0.1}
-# How a frozen BatchNormalization layer normalises: with the batch's statistics as before it
-# froze (its scale and offset fixed, its moving statistics still updated), or in inference
-# mode with its moving statistics, which is what Keras's ``trainable = False`` means.
-FREEZE_BATCHNORM = ("batch", "inference")
-DEFAULT_FREEZE_BATCHNORM = "batch"
-# Written by a freezing callback, per run: one row per frozen layer group. ``smoothed`` and
-# ``peak`` are the RWC rule's (empty for FreezeOut). ``saved_macs``: multiply-adds per
-# example that every training step skips from then on (all groups frozen so far);
-# ``train_macs``: those of a step without freezing (the same in every row).
-FREEZING_CSV = "freezing.csv"
-FREEZING_COLUMNS = ("epoch", "step", "group", "layers", "smoothed", "peak", "saved_macs",
-                    "train_macs")
-# Written by `python -m rwc_keras.report.freezing`, into the folder it compares.
-FREEZING_REPORT_MD = "freezing_report.md"
-FREEZING_PNG = "freezing.png"
-
-
-def freezing_tag(group):
-    """TensorBoard tag of the marker a freezing callback writes when ``group`` freezes."""
-    return f"freezing/{group}"

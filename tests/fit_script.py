@@ -2,7 +2,7 @@
 shows it, and with `RWCFreezing` when asked: tests/callbacks/test_resume.py and tests/freezing/test_freezing.py
 run it, kill it with SIGKILL and run it again.
 
-With ``freeze``: RWC every 2 steps; threshold 2 (always below the peak) and warm-up 0.5, so
+With ``freeze``: RWC every 2 steps; tolerance 10 (every change counts as level) and warm-up 0.5, so
 conv1 and conv2 freeze at the first measurement from step 24 on, the end of epoch 3 (8 steps
 per epoch).
 
@@ -50,7 +50,7 @@ def main(log_dir, update_freq, freeze):
     rwc = RWCCallback(log_dir, update_freq=update_freq, verbose=0)
     callbacks = [rwc]
     if freeze:
-        callbacks.append(RWCFreezing(rwc, threshold=2, patience=2, warmup=0.5))
+        callbacks.append(RWCFreezing(rwc, tolerance=10, patience=2, warmup=0.5))
     resume = ResumeCallback(os.path.join(log_dir, "backup"), callbacks=callbacks)
     # shuffle=False: an epoch's batches must not depend on how many epochs ran before.
     model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, shuffle=False, verbose=0,

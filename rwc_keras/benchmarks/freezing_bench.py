@@ -24,6 +24,7 @@ import tensorflow as tf
 from absl import app, flags
 
 from rwc_keras import spec
+from rwc_keras.freezing import schema
 from rwc_keras.benchmarks.workload import bench_config, generated_cifar
 from rwc_keras.experiment.train import Trainer
 from rwc_keras.freezing.freezer import freeze_unit, layer_units, saved_macs, training_macs
@@ -37,7 +38,7 @@ def define_flags():
     flags.DEFINE_integer("batch_size", spec.BATCH_SIZE, "Global batch size.", lower_bound=1)
     flags.DEFINE_integer("steps", 10, "Training steps per timed epoch.", lower_bound=1)
     flags.DEFINE_integer("repeats", 3, "Timed epochs per row.", lower_bound=1)
-    flags.DEFINE_enum("batchnorm", spec.DEFAULT_FREEZE_BATCHNORM, spec.FREEZE_BATCHNORM,
+    flags.DEFINE_enum("batchnorm", schema.DEFAULT_FREEZE_BATCHNORM, schema.FREEZE_BATCHNORM,
                       "How frozen BatchNormalization layers normalise (see "
                       "rwc_keras.freezing.freezer).")
     flags.register_validator(

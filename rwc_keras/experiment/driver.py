@@ -113,7 +113,8 @@ def train_experiment():
             jit_compile=FLAGS.jit_compile, mixed_precision=FLAGS.mixed_precision,
             freeze=FLAGS.freeze, freeze_bn=FLAGS.freeze_bn,
             freeze_rule={name: FLAGS[flag].value for flag, name in FREEZE_RULE_FLAGS.items()},
-            rwc_metrics=spec.check_metrics([*spec.RWC_METRICS, *FLAGS.rwc_metrics]))
+            rwc_metrics=spec.check_metrics([*spec.RWC_METRICS, *FLAGS.rwc_metrics]),
+            lr_schedule=FLAGS.lr_schedule, freeze_cache_mb=FLAGS.freeze_cache_mb)
         datasets = make_datasets(dataset, FLAGS.batch_size, seed, data_dir=FLAGS.data_dir,
                                  max_train_examples=FLAGS.max_train_examples,
                                  max_test_examples=FLAGS.max_test_examples,

@@ -8,6 +8,7 @@ module of the package can be imported beside another command's flags.
 from absl import flags
 
 from rwc_keras import spec
+from rwc_keras.freezing import schema
 
 FLAGS = flags.FLAGS
 
@@ -17,14 +18,17 @@ STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 RUN_FLAGS = ("arch", "dataset", "epochs", "seeds", "batch_size", "lr", "momentum",
              "weight_decay", "strategy", "logdir", "data_dir", "normalize", "shuffle", "rwc_every",
              "max_train_examples", "max_test_examples", "jit_compile", "mixed_precision",
-             "deterministic", "cpu_devices", "freeze", "freeze_bn", "freeze_threshold",
-             "freeze_patience", "freeze_smoothing", "freeze_warmup", "rwc_metrics")
+             "deterministic", "cpu_devices", "freeze", "freeze_bn", "freeze_tolerance",
+             "freeze_patience", "freeze_smoothing", "freeze_warmup", "freeze_cap", "rwc_metrics",
+             "lr_schedule", "freeze_cache_mb")
 # Run flags that flags.cfg lists only when they differ from their default, so that the runs
-# made before they existed still match their flagfile.
-OPTIONAL_RUN_FLAGS = ("freeze", "freeze_bn", "freeze_threshold", "freeze_patience",
-                      "freeze_smoothing", "freeze_warmup", "rwc_metrics")
+# made before they existed still match their flagfile. The rule's flags are listed whenever
+# --freeze=rwc, so that a flags.cfg tells which rule made its run (rule v1 had other flags).
+OPTIONAL_RUN_FLAGS = ("freeze", "freeze_bn", "freeze_tolerance", "freeze_patience",
+                      "freeze_smoothing", "freeze_warmup", "freeze_cap", "rwc_metrics",
+                      "lr_schedule", "freeze_cache_mb")
 # --freeze_<name> sets the RWC freezing rule's <name>.
-FREEZE_RULE_FLAGS = {f"freeze_{name}": name for name in spec.RWC_FREEZING_RULE}
+FREEZE_RULE_FLAGS = {f"freeze_{name}": name for name in schema.RWC_FREEZING_RULE}
 
 
 def _is_int(text):
@@ -69,6 +73,9 @@ def _define_optimizer_flags():
     flags.DEFINE_float("weight_decay", None,
                        "PyTorch-style (coupled) weight decay (default: Table 1 for arch).",
                        lower_bound=0.0)
+    flags.DEFINE_enum("lr_schedule", spec.DEFAULT_LR_SCHEDULE, spec.LR_SCHEDULES,
+                      "constant: Table 1's rate throughout; cosine: annealed to 0 over the run "
+                      "as FreezeOut anneals its output layer (a baseline for --freeze).")
     flags.register_validator(
         "lr", lambda v: v is None or v > 0, message="--lr must be a positive number")
 
@@ -127,45 +134,60 @@ def _define_rwc_flags():
 
 
 def _define_freezing_flags():
-    flags.DEFINE_enum("freeze", spec.DEFAULT_FREEZE, spec.FREEZE_MODES,
-                      "Layer freezing: none; rwc: freeze the leading layer groups whose "
-                      "smoothed RWC has fallen off its peak (rwc_keras.RWCFreezing, default "
-                      "rule); freezeout: FreezeOut's schedule, which also replaces the "
-                      "constant learning rate with per-layer cosine annealing "
-                      "(rwc_keras.FreezeOut).")
-    flags.DEFINE_enum("freeze_bn", spec.DEFAULT_FREEZE_BATCHNORM, spec.FREEZE_BATCHNORM,
+    flags.DEFINE_enum("freeze", schema.DEFAULT_FREEZE, schema.FREEZE_MODES,
+                      "Layer freezing: none; rwc: freeze the leading layer groups whose RWC "
+                      "has levelled off (rwc_keras.RWCFreezing, rule v2); freezeout: "
+                      "FreezeOut's schedule, which also replaces the constant learning rate "
+                      "with per-layer cosine annealing (rwc_keras.FreezeOut); linear: single "
+                      "leading layers on a linear schedule from half of training, like "
+                      "Composer's LayerFreezing (rwc_keras.LinearFreezing).")
+    flags.DEFINE_enum("freeze_bn", schema.DEFAULT_FREEZE_BATCHNORM, schema.FREEZE_BATCHNORM,
                       "How frozen BatchNormalization layers normalise: batch: with the "
                       "batch's statistics, as before they froze; inference: with their moving "
                       "statistics (Keras's trainable=False).")
+    flags.DEFINE_integer("freeze_cache_mb", schema.DEFAULT_FREEZE_CACHE_MB,
+                         "Host memory (MiB) the outputs of a frozen leading prefix may take "
+                         "when cached (a fixed function of the input: --freeze_bn=inference, "
+                         "or no BatchNormalization); 0 never caches.", lower_bound=0)
     _define_freezing_rule_flags()
     # Freezing is decided by the chief's callbacks, which other hosts do not run.
     flags.register_multi_flags_validator(
         ["freeze", "strategy"],
-        lambda f: f["freeze"] == spec.DEFAULT_FREEZE or f["strategy"] != "multi_worker",
+        lambda f: f["freeze"] == schema.DEFAULT_FREEZE or f["strategy"] != "multi_worker",
         message="--freeze runs on one host: it cannot be combined with --strategy=multi_worker")
+    # FreezeOut sets every layer's rate itself.
+    flags.register_multi_flags_validator(
+        ["freeze", "lr_schedule"],
+        lambda f: f["freeze"] != "freezeout" or f["lr_schedule"] == spec.DEFAULT_LR_SCHEDULE,
+        message="--freeze=freezeout anneals each layer's rate itself: it cannot be combined "
+                "with --lr_schedule=cosine")
 
 
 def _define_freezing_rule_flags():
-    rule = spec.RWC_FREEZING_RULE
-    flags.DEFINE_float("freeze_threshold", rule["threshold"],
-                       "--freeze=rwc: a group freezes when its smoothed rwc_norm is below this "
-                       "fraction of its peak ...")
+    rule = schema.RWC_FREEZING_RULE
+    flags.DEFINE_float("freeze_tolerance", rule["tolerance"],
+                       "--freeze=rwc: a group freezes when the relative change of its smoothed "
+                       "rwc_norm between two measurements stays below this ...")
     flags.DEFINE_integer("freeze_patience", rule["patience"],
                          "... for this many consecutive measurements ...", lower_bound=1)
     flags.DEFINE_float("freeze_smoothing", rule["smoothing"],
                        "... smoothed by an exponential moving average with this weight on "
                        "the old value, in [0, 1) ...", lower_bound=0.0)
     flags.DEFINE_float("freeze_warmup", rule["warmup"],
-                       "... once this fraction of training has passed, in [0, 1) "
-                       "(docs/freezing.md).", lower_bound=0.0)
+                       "... once this fraction of training has passed, in [0, 1) ...",
+                       lower_bound=0.0)
+    flags.DEFINE_float("freeze_cap", rule["cap"],
+                       "... while at most this fraction of the groups is frozen, in (0, 1] "
+                       "(docs/freezing.md).", upper_bound=1.0)
     for name in ("freeze_smoothing", "freeze_warmup"):
         flags.register_validator(name, lambda v: v < 1, message=f"--{name} must be below 1")
-    flags.register_validator("freeze_threshold", lambda v: v > 0,
-                             message="--freeze_threshold must be a positive number")
+    for name in ("freeze_tolerance", "freeze_cap"):
+        flags.register_validator(name, lambda v: v > 0,
+                                 message=f"--{name} must be a positive number")
     flags.register_multi_flags_validator(
         ["freeze", *FREEZE_RULE_FLAGS],
         lambda f: f["freeze"] == "rwc" or all(
-            f[flag] == spec.RWC_FREEZING_RULE[name] for flag, name in FREEZE_RULE_FLAGS.items()),
+            f[flag] == schema.RWC_FREEZING_RULE[name] for flag, name in FREEZE_RULE_FLAGS.items()),
         message=f"--{', --'.join(FREEZE_RULE_FLAGS)} set the rule of --freeze=rwc: give "
                 "--freeze=rwc with them")
 
@@ -178,6 +200,8 @@ def seed_flagfile(config):
     for name in RUN_FLAGS:
         if name in resolved:
             lines.append(f"--{name}={resolved[name]}")
+        elif name in FREEZE_RULE_FLAGS and FLAGS["freeze"].value == "rwc":
+            lines.append(FLAGS[name].serialize())
         elif name in OPTIONAL_RUN_FLAGS and FLAGS[name].value == FLAGS[name].default:
             continue
         elif FLAGS[name].value is not None:

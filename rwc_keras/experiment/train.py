@@ -22,12 +22,15 @@ import tensorflow as tf
 from absl import logging
 
 from rwc_keras import spec
+from rwc_keras.freezing import schema
 from rwc_keras.callbacks.resume import ResumeCallback
 from rwc_keras.callbacks.rwc_callback import RWCCallback
 from rwc_keras.experiment.history import HistoryLogger
 from rwc_keras.experiment.models import build_model
 from rwc_keras.experiment.optimizer import TorchSGD
+from rwc_keras.experiment.prefix_cache import PrefixCache
 from rwc_keras.freezing.freezeout import FreezeOut, FreezeOutSchedule, FreezeOutSGD
+from rwc_keras.freezing.linear import LinearFreezing
 from rwc_keras.freezing.rwc_freezing import RWCFreezing
 
 # Steps between two reads of the running totals (progress bar, NaN check). The loop waits
@@ -55,11 +58,13 @@ class RunConfig:
     rwc_every: str = "epoch"
     jit_compile: bool = False
     mixed_precision: bool = False
-    freeze: str = spec.DEFAULT_FREEZE
-    freeze_bn: str = spec.DEFAULT_FREEZE_BATCHNORM
-    # RWCFreezing's threshold, patience, smoothing and warmup (with freeze="rwc").
-    freeze_rule: dict = dataclasses.field(default_factory=lambda: dict(spec.RWC_FREEZING_RULE))
+    freeze: str = schema.DEFAULT_FREEZE
+    freeze_bn: str = schema.DEFAULT_FREEZE_BATCHNORM
+    # RWCFreezing's tolerance, patience, smoothing, warmup and cap (with freeze="rwc").
+    freeze_rule: dict = dataclasses.field(default_factory=lambda: dict(schema.RWC_FREEZING_RULE))
     rwc_metrics: tuple = spec.RWC_METRICS
+    lr_schedule: str = spec.DEFAULT_LR_SCHEDULE
+    freeze_cache_mb: int = schema.DEFAULT_FREEZE_CACHE_MB
 
     @property
     def rwc_update_freq(self):
@@ -118,10 +123,13 @@ class Trainer:
     """
 
     def __init__(self, config, strategy, datasets, sync_every=SYNC_EVERY_STEPS):
-        if config.freeze not in spec.FREEZE_MODES:
-            raise ValueError(f"freeze must be one of {', '.join(spec.FREEZE_MODES)}, "
+        if config.freeze not in schema.FREEZE_MODES:
+            raise ValueError(f"freeze must be one of {', '.join(schema.FREEZE_MODES)}, "
                              f"got {config.freeze!r}")
-        if config.freeze != spec.DEFAULT_FREEZE and isinstance(
+        if config.lr_schedule not in spec.LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {', '.join(spec.LR_SCHEDULES)}, "
+                             f"got {config.lr_schedule!r}")
+        if config.freeze != schema.DEFAULT_FREEZE and isinstance(
                 strategy, tf.distribute.MultiWorkerMirroredStrategy):
             raise ValueError("layer freezing runs on one host: the chief alone decides it")
         self.config = config
@@ -144,7 +152,8 @@ class Trainer:
                     self.optimizer = FreezeOutSGD(self.freezeout_schedule, config.lr,
                                                   config.momentum, config.weight_decay)
                 else:
-                    self.optimizer = TorchSGD(config.lr, config.momentum, config.weight_decay)
+                    self.optimizer = TorchSGD(self._learning_rate(datasets.steps_per_epoch),
+                                              config.momentum, config.weight_decay)
                 self.optimizer.build(self.model.trainable_variables)
                 self.model.compile(optimizer=self.optimizer)
         finally:
@@ -154,7 +163,20 @@ class Trainer:
         self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
         self.steps_per_epoch = datasets.steps_per_epoch
         self._test_step = tf.function(self._distributed_test_step)
+        # What the train step calls: the model, or the part above a cached frozen prefix.
+        self._forward = self.model
+        self.cache = (PrefixCache(datasets, config.freeze_cache_mb)
+                      if config.freeze != schema.DEFAULT_FREEZE and config.freeze_cache_mb
+                      else None)
         self.rebuild_step()
+
+    def _learning_rate(self, steps_per_epoch):
+        """The rate of ``config.lr_schedule``: FreezeOut's cosine, ``0.5 lr (1 + cos(pi t))``
+        at progress t, is Keras's `CosineDecay` over the run's steps."""
+        if self.config.lr_schedule == "constant":
+            return self.config.lr
+        return keras.optimizers.schedules.CosineDecay(
+            self.config.lr, decay_steps=self.config.epochs * steps_per_epoch)
 
     def rebuild_step(self):
         """Makes a new train step, traced at its first call for the model's trainable
@@ -176,7 +198,7 @@ class Trainer:
         # layers is not even recorded, so their backward pass does not exist.
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch([variable.value for variable in trainable])
-            logits = self.model(images, training=True)
+            logits = self._forward(images, training=True)
             per_example = self.loss_fn(labels, logits)
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.config.batch_size)
         grads = tape.gradient(loss, trainable)
@@ -219,7 +241,9 @@ class Trainer:
         totals = tf.zeros([4])
         pending = []  # the stats of the steps since the last read, still on the device
         logs = {}
-        for step, batch in enumerate(self._distribute(self.datasets.train(epoch))):
+        cached = self.cache is not None and self.cache.cut is not None
+        batches = self.cache.batches(epoch) if cached else self.datasets.train(epoch)
+        for step, batch in enumerate(self._distribute(batches)):
             callbacks.on_train_batch_begin(step)
             stats = self._train_step(batch)
             totals += stats
@@ -247,9 +271,19 @@ class Trainer:
                 f"(now {self.config.lr})")
         return as_logs(sums)
 
-    def fit(self, callbacks):
+    def update_cache(self, freezer, epoch):
+        """Caches the frozen prefix of ``freezer`` (a `Freezer`) when that changed, and
+        makes the train step read from the cache (or from the images again)."""
+        if self.cache is None or not self.cache.update(self.model, freezer.units,
+                                                       freezer.frozen, epoch):
+            return
+        self._forward = self.model if self.cache.cut is None else self.cache.suffix
+        self.rebuild_step()
+
+    def fit(self, callbacks, freezer=None):
         """Trains to ``config.epochs``, evaluating after each epoch, driving ``callbacks``
-        as ``model.fit`` would.
+        as ``model.fit`` would; at each epoch's start the frozen prefix of ``freezer`` (one
+        of ``callbacks``, if any) is cached when it can be (`update_cache`).
 
         A `ResumeCallback` among them restores its checkpoint in ``on_train_begin`` and sets
         the epoch to continue from. ``epoch_seconds`` holds the training time of each epoch
@@ -270,6 +304,8 @@ class Trainer:
         logs = {}
         for epoch in range(start_epoch, self.config.epochs):
             callback_list.on_epoch_begin(epoch)
+            if freezer is not None:
+                self.update_cache(freezer, epoch)
             logs = self.train_epoch(epoch, callback_list)
             logs.update(self.evaluate())
             self.epoch_seconds.append(logs["seconds"])
@@ -297,6 +333,8 @@ def freezing_callbacks(config, trainer, rwc):
     if config.freeze == "freezeout":
         return [FreezeOut(trainer.freezeout_schedule, batchnorm=config.freeze_bn, rwc=rwc,
                           rebuild=trainer.rebuild_step)]
+    if config.freeze == "linear":
+        return [LinearFreezing(batchnorm=config.freeze_bn, rwc=rwc, rebuild=trainer.rebuild_step)]
     return []
 
 
@@ -309,18 +347,19 @@ def run(config, strategy, datasets, run_dir):
     trainer = Trainer(config, strategy, datasets)
     # Only the chief measures RWC (it needs no collectives) and writes files; every worker
     # restores the checkpoint.
-    callbacks = []
+    callbacks, freezers = [], []
     if run_dir.is_chief:
         rwc = RWCCallback(run_dir.path, update_freq=config.rwc_update_freq,
                           metrics=config.rwc_metrics)
         history = HistoryLogger(run_dir.path, spec.architecture(config.arch).groups, rwc)
-        callbacks = [rwc, history] + freezing_callbacks(config, trainer, rwc)
+        freezers = freezing_callbacks(config, trainer, rwc)
+        callbacks = [rwc, history] + freezers
     # Kept at the end: RunDir.finish deletes it after metrics.json, so that a kill between
     # the two cannot restart a finished run from scratch.
     resume = ResumeCallback(run_dir.file(spec.CHECKPOINT_DIR), callbacks,
                             save=run_dir.is_chief, delete_checkpoint=False)
     start = time.perf_counter()
-    logs = trainer.fit(callbacks + [resume])
+    logs = trainer.fit(callbacks + [resume], freezer=freezers[0] if freezers else None)
     images = trainer.steps_per_epoch * config.batch_size * len(trainer.epoch_seconds)
     metrics = dict(
         arch=config.arch, dataset=config.dataset, seed=config.seed, epochs=config.epochs,

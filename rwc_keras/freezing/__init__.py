@@ -1,2 +1,3 @@
 """Layer freezing: the units and their multiply-accumulates, the base `Freezer` that freezes
-them, and two rules: `RWCFreezing` (the RWC rule) and `FreezeOut` (for comparison)."""
+them, and three rules: `RWCFreezing` (the RWC rule), `FreezeOut` and `LinearFreezing` (for
+comparison)."""

@@ -32,7 +32,7 @@ import math
 
 from keras import ops
 
-from rwc_keras import spec
+from rwc_keras.freezing import schema
 from rwc_keras.experiment.optimizer import TorchSGD
 from rwc_keras.freezing.freezer import Freezer, layer_units
 
@@ -161,7 +161,7 @@ class FreezeOut(Freezer):
     Example: see `FreezeOutSGD`.
     """
 
-    def __init__(self, schedule, batchnorm=spec.DEFAULT_FREEZE_BATCHNORM, log_dir=None, rwc=None,
+    def __init__(self, schedule, batchnorm=schema.DEFAULT_FREEZE_BATCHNORM, log_dir=None, rwc=None,
                  rebuild=None, verbose=1):
         super().__init__(log_dir=log_dir, rwc=rwc, batchnorm=batchnorm, rebuild=rebuild,
                          verbose=verbose)

@@ -1,4 +1,5 @@
-"""`Freezer`: what the layer-freezing callbacks share (`RWCFreezing`, `FreezeOut`).
+"""`Freezer`: what the layer-freezing callbacks share (`RWCFreezing`, `FreezeOut`,
+`LinearFreezing`).
 
 A model's layers with trainable weights are gathered into units (`layer_units`): a layer group
 (a ResNet-18 block, a paper group) or a single layer. A freezing callback freezes a leading
@@ -42,10 +43,11 @@ import keras
 import tensorflow as tf
 
 from rwc_keras import spec
+from rwc_keras.freezing import schema
 from rwc_keras.callbacks.files import append_csv, drop_csv_rows, drop_events, open_csv
 from rwc_keras.measure.selection import group_of, is_tracked
 
-_TAG_FAMILY = spec.freezing_tag("unit").split("/")[0]
+_TAG_FAMILY = schema.freezing_tag("unit").split("/")[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,7 +179,7 @@ def saved_macs(units, frozen):
     return 2 * sum(below) - below[0] + (above[0] if above else 0)
 
 
-def freeze_unit(unit, batchnorm=spec.DEFAULT_FREEZE_BATCHNORM):
+def freeze_unit(unit, batchnorm=schema.DEFAULT_FREEZE_BATCHNORM):
     """Takes the variables of ``unit``'s layers out of the trainable ones.
 
     Args:
@@ -213,11 +215,11 @@ class Freezer(keras.callbacks.Callback):
         verbose: 1 prints a line per frozen unit; 0 is silent.
     """
 
-    def __init__(self, log_dir=None, rwc=None, batchnorm=spec.DEFAULT_FREEZE_BATCHNORM,
+    def __init__(self, log_dir=None, rwc=None, batchnorm=schema.DEFAULT_FREEZE_BATCHNORM,
                  rebuild=None, verbose=1):
         super().__init__()
-        if batchnorm not in spec.FREEZE_BATCHNORM:
-            raise ValueError(f"batchnorm must be one of {', '.join(spec.FREEZE_BATCHNORM)}, "
+        if batchnorm not in schema.FREEZE_BATCHNORM:
+            raise ValueError(f"batchnorm must be one of {', '.join(schema.FREEZE_BATCHNORM)}, "
                              f"got {batchnorm!r}")
         if log_dir is None and rwc is None:
             raise ValueError(f"{type(self).__name__} needs a log_dir or the run's RWCCallback "
@@ -290,7 +292,7 @@ class Freezer(keras.callbacks.Callback):
             self._own_writer.close()
             self._own_writer, self._csv_path = None, None
         folder = self._folder()
-        drop_csv_rows(os.path.join(folder, spec.FREEZING_CSV),
+        drop_csv_rows(os.path.join(folder, schema.FREEZING_CSV),
                       lambda row: int(row["step"]) <= step)
         drop_events(folder, lambda tag, event_step: (
             tag.split("/")[0] == _TAG_FAMILY and event_step > step))
@@ -310,8 +312,8 @@ class Freezer(keras.callbacks.Callback):
             return
         folder = self._folder()
         tf.io.gfile.makedirs(folder)
-        self._csv_path = os.path.join(folder, spec.FREEZING_CSV)
-        open_csv(self._csv_path, spec.FREEZING_COLUMNS)
+        self._csv_path = os.path.join(folder, schema.FREEZING_CSV)
+        open_csv(self._csv_path, schema.FREEZING_COLUMNS)
         if self.rwc is None:
             self._own_writer = tf.summary.create_file_writer(folder)
 
@@ -333,7 +335,7 @@ class Freezer(keras.callbacks.Callback):
             count: the number of leading units frozen afterwards (at most all but the last).
             epoch: the 1-based epoch the freeze belongs to.
             step: the optimizer step from which the units are frozen.
-            rule_values: per unit index, ``(smoothed, peak)`` of the rule that froze it, or
+            rule_values: per unit index, ``(smoothed, change)`` of the rule that froze it, or
                 None (FreezeOut's schedule has none).
         """
         count = min(count, len(self.units) - 1)
@@ -350,13 +352,13 @@ class Freezer(keras.callbacks.Callback):
         writer = self._writer()
         for index in newly:
             unit = self.units[index]
-            smoothed, peak = rule_values[index] if rule_values else ("", "")
+            smoothed, change = rule_values[index] if rule_values else ("", "")
             rows.append([epoch, step, unit.name, " ".join(layer.name for layer in unit.layers),
-                         smoothed, peak, saved_macs(self.units, index + 1), train])
+                         smoothed, change, saved_macs(self.units, index + 1), train])
             with writer.as_default(step=step):
-                tf.summary.scalar(spec.freezing_tag(unit.name), 1.0)
+                tf.summary.scalar(schema.freezing_tag(unit.name), 1.0)
             if self.verbose:
-                reason = (f": smoothed {smoothed:.4g}, peak {peak:.4g}" if rule_values else "")
+                reason = f": smoothed {smoothed:.4g}, change {change:.3g}" if rule_values else ""
                 print(f"{type(self).__name__}: froze {unit.name} "
                       f"({', '.join(layer.name for layer in unit.layers)}) at epoch {epoch}, "
                       f"step {step}{reason}")

@@ -9,7 +9,8 @@ FOLDER holds driver runs of the same experiments with different ``--freeze`` mod
 
 Every complete run folder below it (``metrics.json``) is read; its mode comes from its
 ``flags.cfg`` (``--freeze``, with the RWC rule's values where they are not the defaults, e.g.
-``rwc (threshold=0.25)``), its experiment from its parent's name. Per experiment and mode,
+``rwc (tolerance=0.25)``; ``rwc v1`` for runs of the first rule, whose flags.cfg names none of
+rule v2's flags), its experiment from its parent's name. Per experiment and mode,
 over seeds:
 
 * training time: the sum of the epochs' training seconds (``history.csv``; evaluation
@@ -46,6 +47,7 @@ from absl import app
 from matplotlib.figure import Figure
 
 from rwc_keras import spec
+from rwc_keras.freezing import schema
 from rwc_keras.experiment.flags import FREEZE_RULE_FLAGS, read_flagfile
 
 # How far below the unfrozen runs' final top-1 a mode counts as having reached it, and
@@ -102,14 +104,23 @@ class Run:
 def mode_label(flagfile):
     """The run's ``--freeze`` mode, with the rule's values that are not the defaults."""
     values = read_flagfile(flagfile)
-    mode = values.get("freeze", spec.DEFAULT_FREEZE)
-    changed = [f"{name}={values[flag]}" for flag, name in FREEZE_RULE_FLAGS.items()
-               if flag in values]
+    mode = values.get("freeze", schema.DEFAULT_FREEZE)
+    if mode == "rwc" and not set(FREEZE_RULE_FLAGS) & set(values):
+        # Rule v1 listed its flags (--freeze_threshold, ...) only off its own defaults, and
+        # none of rule v2's names.
+        mode = "rwc v1"
+        changed = [f"{flag[len('freeze_'):]}={value}" for flag, value in values.items()
+                   if flag.startswith("freeze_") and flag != "freeze_bn"]
+    else:
+        changed = [f"{name}={values[flag]}" for flag, name in FREEZE_RULE_FLAGS.items()
+                   if flag in values and float(values[flag]) != schema.RWC_FREEZING_RULE[name]]
+    if values.get("lr_schedule", spec.DEFAULT_LR_SCHEDULE) != spec.DEFAULT_LR_SCHEDULE:
+        changed.append(f"lr_schedule={values['lr_schedule']}")
     return f"{mode} ({', '.join(changed)})" if changed else mode
 
 
 def _mode_order(label):
-    return spec.FREEZE_MODES.index(label.split(" ")[0]), label
+    return schema.FREEZE_MODES.index(label.split(" ")[0]), label
 
 
 def load_run(path):
@@ -120,9 +131,9 @@ def load_run(path):
         metrics = json.load(f)
     history = pd.read_csv(os.path.join(path, spec.HISTORY_CSV))
     history["elapsed"] = history["seconds"].cumsum()
-    freezing_csv = os.path.join(path, spec.FREEZING_CSV)
+    freezing_csv = os.path.join(path, schema.FREEZING_CSV)
     freezes = (pd.read_csv(freezing_csv) if os.path.exists(freezing_csv)
-               else pd.DataFrame(columns=list(spec.FREEZING_COLUMNS)))
+               else pd.DataFrame(columns=list(schema.FREEZING_COLUMNS)))
     # Runs made before steps_per_epoch was recorded froze nothing: they need no total.
     total_steps = metrics.get("steps_per_epoch", 0) * metrics["epochs"]
     return Run(path=path, mode=mode, seed=metrics["seed"], history=history, freezes=freezes,
@@ -252,10 +263,12 @@ def markdown(experiments):
         "constant learning rate with per-layer cosine annealing to zero, so its accuracy "
         "reflects that schedule as well as the freezing.", "",
         "The `rwc` rule's defaults: "
-        + ", ".join(f"{name} {value}" for name, value in spec.RWC_FREEZING_RULE.items())
-        + " (`rwc_keras.spec.RWC_FREEZING_RULE`); a mode named with values, e.g. "
-        "`rwc (threshold=0.6)`, ran with those instead. docs/freezing.md says how the "
-        "defaults were chosen and on which runs.", ""]
+        + ", ".join(f"{name} {value}" for name, value in schema.RWC_FREEZING_RULE.items())
+        + " (`rwc_keras.freezing.schema.RWC_FREEZING_RULE`); a mode named with values, e.g. "
+        "`rwc (tolerance=0.25)`, ran with those instead. `rwc v1` is the first rule "
+        "(smoothed RWC below a threshold times its peak; defaults threshold 0.5, patience 1, "
+        "smoothing 0.25, warmup 0.1). docs/freezing.md says how the defaults were chosen and "
+        "on which runs.", ""]
     return "\n".join(lines)
 
 
@@ -289,10 +302,10 @@ def write_report(folder):
     """
     experiments = load_runs(folder)
     text = markdown(experiments)
-    md_path = os.path.join(folder, spec.FREEZING_REPORT_MD)
+    md_path = os.path.join(folder, schema.FREEZING_REPORT_MD)
     with open(md_path, "w") as f:
         f.write(text)
-    png_path = os.path.join(folder, spec.FREEZING_PNG)
+    png_path = os.path.join(folder, schema.FREEZING_PNG)
     figure(experiments).savefig(png_path, dpi=120)
     return text, md_path, png_path
 

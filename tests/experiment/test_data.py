@@ -401,3 +401,15 @@ def test_unknown_dataset_name():
     for call in (lambda: sources.load_arrays("svhn"), lambda: pipeline.make_datasets("svhn", 8, 0)):
         with pytest.raises(ValueError, match="'svhn'.*cifar10.*mnist"):
             call()
+
+
+def test_the_explicit_flips_are_tensorflow_s_stateless_random_flips():
+    """`pipeline.flip_mask` draws what ``tf.image.stateless_random_flip_left_right`` draws, so that
+    runs made before the prefix cache existed repeat, and the cache follows the flips."""
+    images = tf.constant(np.random.default_rng(0).integers(0, 256, (256, 5, 5, 1), np.uint8))
+    for seed in ([0, 7], [3, 1], [42, 9]):
+        seed = tf.constant(seed, tf.int64)
+        flipped = tf.where(pipeline.flip_mask(seed, 256)[:, None, None, None], tf.reverse(images, [2]),
+                           images)
+        np.testing.assert_array_equal(
+            flipped, tf.image.stateless_random_flip_left_right(images, seed))

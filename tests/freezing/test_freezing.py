@@ -6,6 +6,7 @@ import collections
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from tensorflow.python.eager import context
 
 from rwc_keras import FreezeOut, FreezeOutSchedule, FreezeOutSGD, ResumeCallback, RWCCallback
 from rwc_keras import RWCFreezing, spec
+from rwc_keras.freezing import schema
 from rwc_keras.benchmarks.freezing_bench import step_seconds, table
 from rwc_keras.experiment.data.pipeline import Datasets
 from rwc_keras.experiment.models import build_model
@@ -27,7 +29,7 @@ from rwc_keras.experiment.rundir import RunDir
 from rwc_keras.experiment.train import RunConfig, Trainer, run
 from rwc_keras.freezing.freezeout import freezeout_times
 from rwc_keras.freezing.freezer import freeze_unit, layer_units, saved_macs, training_macs
-from rwc_keras.freezing.rwc_freezing import leading_run, smooth
+from rwc_keras.freezing.rwc_freezing import leading_run, plateau
 from rwc_keras.report.freezing import write_report
 
 from ..helpers import driver
@@ -146,20 +148,37 @@ def backprop_ops(counts):
 # -- the rule -------------------------------------------------------------------------------
 
 
-def test_smoothing_peak_and_streak_follow_the_measurements():
-    state = np.full(2, NAN), np.full(2, NAN), np.zeros(2, np.int64)
+def test_smoothing_change_and_streak_follow_the_measurements():
+    smoothed, streak = np.full(2, NAN), np.zeros(2, np.int64)
     history = []
-    for measured in ([1.0, 2.0], [0.2, NAN], [0.2, 0.1], [1.0, 0.1]):
-        state = smooth(*state, np.array(measured), smoothing=0.5, threshold=0.5)
-        history.append([list(part) for part in state])
-    # Unit 0: starts at its first value; 0.6 and 0.4 are the moving averages, the peak stays
-    # 1.0; below 0.5 x peak only at 0.4, and a rise resets the streak.
-    assert [h[0][0] for h in history] == [1.0, 0.6, 0.4, 0.7]
-    assert [h[1][0] for h in history] == [1.0, 1.0, 1.0, 1.0]
-    assert [h[2][0] for h in history] == [0, 0, 1, 0]
-    # Unit 1: a NaN measurement leaves its state as it was.
+    for measured in ([1.0, 2.0], [0.2, NAN], [0.2, 0.1], [0.3, 0.1]):
+        smoothed, change, streak = plateau(smoothed, streak, np.array(measured),
+                                           smoothing=0.5, tolerance=0.4)
+        history.append((list(smoothed), list(change), list(streak)))
+    # Unit 0: starts at its first value (no change to compare: NaN, not level); 0.6, 0.4
+    # and 0.35 are the moving averages, changing by 0.4, 1/3 and 1/8: level from the third.
+    assert [h[0][0] for h in history] == pytest.approx([1.0, 0.6, 0.4, 0.35])
+    assert [h[1][0] for h in history] == pytest.approx([NAN, 0.4, 1 / 3, 0.125], nan_ok=True)
+    assert [h[2][0] for h in history] == [0, 0, 1, 2]
+    # Unit 1: a NaN measurement leaves its state as it was; falls of 0.475 and 0.452 are
+    # not level.
     assert [h[0][1] for h in history] == pytest.approx([2.0, 2.0, 1.05, 0.575])
-    assert [h[2][1] for h in history] == [0, 0, 0, 1]
+    assert [h[2][1] for h in history] == [0, 0, 0, 0]
+
+
+def test_the_first_epoch_s_transient_makes_no_group_level():
+    """ResNet-18's per-epoch rwc_norm of stem, block1 and head (runs/freezing/none, seed 0):
+    epoch 1 moves about 70 times as much as epoch 2. The change at the second measurement is
+    near 1, and only the later, level epochs count."""
+    values = np.array([[2.4503, 2.5585, 4.0106], [0.0336, 0.0356, 0.2281],
+                       [0.0223, 0.0235, 0.1151], [0.0191, 0.0214, 0.0845]])
+    smoothed, streak = np.full(3, NAN), np.zeros(3, np.int64)
+    streaks = []
+    for measured in values:
+        smoothed, change, streak = plateau(smoothed, streak, measured, smoothing=0.0,
+                                           tolerance=0.35)
+        streaks.append(list(streak))
+    assert streaks == [[0, 0, 0], [0, 0, 0], [1, 1, 0], [2, 2, 1]]
 
 
 def test_only_a_leading_run_freezes_and_never_the_last_unit():
@@ -205,13 +224,14 @@ def test_without_groups_every_layer_is_a_unit_and_groups_must_be_contiguous():
 
 def test_bad_arguments_are_clear_errors(tmp_path):
     rwc = RWCCallback(str(tmp_path))
-    for kwargs, words in [(dict(threshold=0), "threshold must be a positive number"),
+    for kwargs, words in [(dict(tolerance=0), "tolerance must be a positive number"),
+                          (dict(cap=0), "cap must be a fraction of the units in (0, 1]"),
                           (dict(patience=0), "patience must be a positive int"),
                           (dict(smoothing=1.0), "smoothing must be in [0, 1)"),
                           (dict(warmup=1.5), "warmup must be a fraction"),
                           (dict(metric="l2"), "metric must be one of rwc, rwc_norm"),
                           (dict(batchnorm="frozen"), "batchnorm must be one of batch, inference")]:
-        with pytest.raises(ValueError, match=words.replace("[", r"\[").replace(")", r"\)")):
+        with pytest.raises(ValueError, match=re.escape(words)):
             RWCFreezing(rwc, **kwargs)
     with pytest.raises(ValueError, match="scale must be one of linear, squared, cubic"):
         freezeout_times(4, scale="quartic")
@@ -219,10 +239,10 @@ def test_bad_arguments_are_clear_errors(tmp_path):
 
 # -- RWCFreezing in model.fit ---------------------------------------------------------------
 
-SCRIPT = {  # smoothing=0: each value as it is; threshold 0.5 x the peak (the first value)
-    "conv1/kernel": [1, 0.4, 0.3, 0.3, 0.3, 0.3, 0.3],  # below from epoch 2: after the warm-up, 4
-    "conv2/kernel": [1, 0.9, 0.4, 0.9, 0.4, 0.4, 0.4],  # the rise resets it: below at 5 and 6
-    "conv3/kernel": [1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1],  # long below, waits for conv2: 6
+SCRIPT = {  # smoothing=0: each value as it is; level: less than 0.5 relative change
+    "conv1/kernel": [1, 0.4, 0.3, 0.3, 0.3, 0.3, 0.3],  # level from epoch 3: after the warm-up, 4
+    "conv2/kernel": [1, 0.9, 0.4, 0.9, 0.8, 0.8, 0.8],  # the jumps reset it: level at 5 and 6
+    "conv3/kernel": [1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1],  # long level, waits for conv2: 6
     "dense/kernel": [1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1],  # the output layer: never
 }
 
@@ -236,18 +256,19 @@ def test_freezes_at_the_rule_s_points_and_frozen_weights_stay_bit_identical(tmp_
         rebuilds.append(names(model, model.trainable_variables))
         model.make_train_function(force=True)
 
-    freezing = RWCFreezing(rwc, threshold=0.5, patience=2, smoothing=0.0, warmup=0.45,
-                           rebuild=rebuild)
+    freezing = RWCFreezing(rwc, tolerance=0.5, patience=2, smoothing=0.0, warmup=0.45,
+                           cap=1.0, rebuild=rebuild)
     snapshots = Snapshots(["conv1", "bn1", "conv2", "conv3", "dense"])
     model.fit(*data(), batch_size=BATCH, epochs=7, shuffle=False, verbose=0,
               callbacks=[rwc, freezing, snapshots])
 
-    rows = pd.read_csv(tmp_path / spec.FREEZING_CSV)
-    assert list(rows.columns) == list(spec.FREEZING_COLUMNS)
+    rows = pd.read_csv(tmp_path / schema.FREEZING_CSV)
+    assert list(rows.columns) == list(schema.FREEZING_COLUMNS)
     # The warm-up (0.45 of 7 epochs) holds conv1 back to epoch 4; conv3 waits for conv2.
     assert rows[["epoch", "step", "group", "layers"]].values.tolist() == [
         [4, 16, "conv1", "conv1 bn1"], [6, 24, "conv2", "conv2"], [6, 24, "conv3", "conv3"]]
-    assert rows["smoothed"].tolist() == [0.3, 0.4, 0.1] and rows["peak"].tolist() == [1, 1, 1]
+    assert rows["smoothed"].tolist() == [0.3, 0.8, 0.1]
+    assert rows["change"].tolist() == [0, 0, 0]
     assert "RWCFreezing: froze conv1 (conv1, bn1) at epoch 4, step 16" in capsys.readouterr().out
     # One rebuild per freeze, each for exactly the variables still trainable.
     assert rebuilds == [["conv2/kernel", "conv2/bias", "conv3/kernel", "conv3/bias",
@@ -311,7 +332,7 @@ def test_the_other_variables_keep_their_optimizer_state():
         assert np.array_equal(momentum_of[name].numpy(), before[name])
 
 
-@pytest.mark.parametrize("batchnorm", spec.FREEZE_BATCHNORM)
+@pytest.mark.parametrize("batchnorm", schema.FREEZE_BATCHNORM)
 def test_batchnorm_modes(batchnorm):
     model = tiny_model()
     x, y = data()
@@ -335,9 +356,9 @@ def test_batchnorm_modes(batchnorm):
 def test_under_mirrored_strategy_every_replica_keeps_the_frozen_weights(tmp_path):
     model = tiny_model(strategy=two_cpu_strategy())
     rwc = RWCCallback(str(tmp_path), update_freq=2, verbose=0)
-    # threshold 2: always below, so everything but the output freezes at the second
-    # measurement: step 4, the end of epoch 1.
-    freezing = RWCFreezing(rwc, threshold=2, patience=2, warmup=0.0, verbose=0)
+    # tolerance 10: every change counts as level, so everything but the output freezes at
+    # the second measurement: step 4, the end of epoch 1.
+    freezing = RWCFreezing(rwc, tolerance=10, patience=1, warmup=0.0, verbose=0)
     replicas = {}
     record = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: replicas.update({
         epoch + 1: {v.path: [t.numpy() for t in v.value.values]
@@ -345,7 +366,7 @@ def test_under_mirrored_strategy_every_replica_keeps_the_frozen_weights(tmp_path
     model.fit(*data(), batch_size=BATCH, epochs=3, shuffle=False, verbose=0,
               callbacks=[rwc, freezing, record])
     assert freezing.frozen_units == ["conv1", "conv2", "conv3"]
-    assert pd.read_csv(tmp_path / spec.FREEZING_CSV)["step"].tolist() == [4, 4, 4]
+    assert pd.read_csv(tmp_path / schema.FREEZING_CSV)["step"].tolist() == [4, 4, 4]
     assert names(model, model.trainable_variables) == ["dense/kernel", "dense/bias"]
     for path, copies in replicas[1].items():
         assert len(copies) == 2 and np.array_equal(copies[0], copies[1])
@@ -357,12 +378,12 @@ def test_under_mirrored_strategy_every_replica_keeps_the_frozen_weights(tmp_path
 
 
 def fit_resumable(log_dir, *extra):
-    """RWC every 2 steps, RWCFreezing (threshold 2: everything but the output freezes after
+    """RWC every 2 steps, RWCFreezing (tolerance 10: everything but the output freezes after
     the third measurement, step 6, read at the end of epoch 2: step 8) and a
     ResumeCallback, on a fresh model."""
     model = tiny_model()
     rwc = RWCCallback(str(log_dir), update_freq=2, verbose=0)
-    freezing = RWCFreezing(rwc, threshold=2, patience=3, warmup=0.0, verbose=0)
+    freezing = RWCFreezing(rwc, tolerance=10, patience=2, warmup=0.0, verbose=0)
     resume = ResumeCallback(str(log_dir / "backup"), callbacks=[rwc, freezing], verbose=0)
     model.fit(*data(), batch_size=BATCH, epochs=4, shuffle=False, verbose=0,
               callbacks=[rwc, freezing, resume, *extra])
@@ -380,8 +401,8 @@ def test_a_resumed_run_freezes_the_same_units_at_the_same_steps(crash_epoch, tmp
     # step 8 has the frozen units.
     model, freezing, resume = fit_resumable(tmp_path / "crashed")
     assert resume.restored_epoch == crash_epoch
-    expected = pd.read_csv(tmp_path / "whole" / spec.FREEZING_CSV)
-    resumed = pd.read_csv(tmp_path / "crashed" / spec.FREEZING_CSV)
+    expected = pd.read_csv(tmp_path / "whole" / schema.FREEZING_CSV)
+    resumed = pd.read_csv(tmp_path / "crashed" / schema.FREEZING_CSV)
     assert resumed[["epoch", "step", "group"]].values.tolist() == [
         [2, 8, "conv1"], [2, 8, "conv2"], [2, 8, "conv3"]]
     pd.testing.assert_frame_equal(resumed, expected, rtol=1e-5)
@@ -419,11 +440,11 @@ def test_sigkill_of_a_fit_script_then_rerun_freezes_the_same_units_at_the_same_s
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "ResumeCallback: resuming after epoch" in resumed.stdout
     assert "RWCFreezing: froze conv1 (conv1) at epoch 3, step 24" in resumed.stdout
-    expected = pd.read_csv(tmp_path / "whole" / spec.FREEZING_CSV)
+    expected = pd.read_csv(tmp_path / "whole" / schema.FREEZING_CSV)
     assert expected[["epoch", "step", "group"]].values.tolist() == [
         [3, 24, "conv1"], [3, 24, "conv2"]]
-    # The smoothed values and peaks too: the peaks come from before the kill.
-    pd.testing.assert_frame_equal(pd.read_csv(killed / spec.FREEZING_CSV), expected)
+    # The smoothed values and changes too: the changes compare with values from before the kill.
+    pd.testing.assert_frame_equal(pd.read_csv(killed / schema.FREEZING_CSV), expected)
     assert event_steps(str(killed)) == event_steps(str(tmp_path / "whole"))
 
 
@@ -474,7 +495,7 @@ def test_freezeout_freezes_each_layer_at_its_step_in_fit(tmp_path):
         int(model.optimizer.iterations.numpy()), values(model, ["conv1", "conv2", "conv3"])))
     model.fit(*data(), batch_size=BATCH, epochs=4, shuffle=False, verbose=0,
               callbacks=[freezeout, record])
-    rows = pd.read_csv(tmp_path / spec.FREEZING_CSV)
+    rows = pd.read_csv(tmp_path / schema.FREEZING_CSV)
     assert rows[["epoch", "step", "group"]].values.tolist() == [
         [3, 9, "conv1"], [3, 11, "conv2"], [4, 14, "conv3"]]
     assert rows["smoothed"].isna().all()
@@ -541,7 +562,7 @@ def driver_run(folder):
 @pytest.mark.parametrize("crash_in_epoch", [2, 3])
 def test_the_driver_resumes_freezeout_at_the_same_points(crash_in_epoch, tmp_path, monkeypatch):
     driver_run(tmp_path / "whole")
-    expected = pd.read_csv(tmp_path / "whole" / spec.FREEZING_CSV)
+    expected = pd.read_csv(tmp_path / "whole" / schema.FREEZING_CSV)
     # 12 steps: t_i x 12 rounded up, the head (t = 1) never.
     assert list(zip(expected["step"], expected["group"])) == [
         (7, "conv1"), (7, "conv2"), (8, "conv3"), (9, "conv4"), (10, "conv5"), (11, "fc1"),
@@ -560,17 +581,17 @@ def test_the_driver_resumes_freezeout_at_the_same_points(crash_in_epoch, tmp_pat
     metrics = driver_run(tmp_path / "crashed")
     assert metrics["resumed_after_epoch"] == crash_in_epoch - 1
     assert metrics["freeze"] == "freezeout" and metrics["steps_per_epoch"] == 4
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "crashed" / spec.FREEZING_CSV),
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "crashed" / schema.FREEZING_CSV),
                                   expected)
     assert event_steps(str(tmp_path / "crashed"))["freezing/conv3"] == [8]
 
 
 @pytest.mark.slow
 def test_the_driver_freezes_by_rwc_under_mirrored_strategy(tmp_path):
-    # threshold 2: always below, so that the groups freeze at the second measurement.
+    # tolerance 10: every change is level, so that the groups freeze at the second measurement.
     config = RunConfig(arch="alexnet", dataset="mnist", seed=0, epochs=2, batch_size=16,
                        lr=0.01, momentum=0.9, weight_decay=0.0, rwc_every="2", freeze="rwc",
-                       freeze_rule=dict(threshold=2, patience=2, warmup=0.0))
+                       freeze_rule=dict(tolerance=10, patience=1, warmup=0.0))
     run_dir = RunDir(str(tmp_path), "--freeze=rwc\n")
     run_dir.claim()
     try:
@@ -578,7 +599,7 @@ def test_the_driver_freezes_by_rwc_under_mirrored_strategy(tmp_path):
     finally:
         run_dir.release()
     assert metrics["replicas"] == 2 and metrics["freeze"] == "rwc"
-    rows = pd.read_csv(tmp_path / spec.FREEZING_CSV)
+    rows = pd.read_csv(tmp_path / schema.FREEZING_CSV)
     assert rows[["epoch", "step", "group"]].values.tolist() == [
         [1, 4, "early"], [1, 4, "middle"], [1, 4, "later"]]
     # What froze stops changing: its RWC is exactly 0 from the next measurement on.
@@ -602,7 +623,7 @@ def test_driver_command_with_freezeout_under_mirrored_strategy(mnist_dir, tmp_pa
     metrics = json.loads((run_dir / spec.METRICS_JSON).read_text())
     assert metrics["replicas"] == 2 and metrics["freeze"] == "freezeout"
     # 8 steps: t_i x 8 rounded up, for conv1 .. fc2.
-    rows = pd.read_csv(run_dir / spec.FREEZING_CSV)
+    rows = pd.read_csv(run_dir / schema.FREEZING_CSV)
     assert list(zip(rows["step"], rows["group"])) == [
         (5, "conv1"), (5, "conv2"), (6, "conv3"), (6, "conv4"), (7, "conv5"), (7, "fc1"),
         (8, "fc2")]
@@ -613,15 +634,17 @@ def test_driver_command_passes_the_rule_s_flags_on(mnist_dir, tmp_path):
     result = driver("--arch=alexnet", "--dataset=mnist", f"--data_dir={mnist_dir}",
                     "--epochs=2", "--seeds=0", "--batch_size=32", "--max_train_examples=128",
                     "--max_test_examples=32", "--rwc_every=2", "--freeze=rwc",
-                    "--freeze_threshold=2", "--freeze_patience=2", "--freeze_warmup=0",
+                    "--freeze_tolerance=10", "--freeze_warmup=0",
                     "--noreport", f"--logdir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = tmp_path / "alexnet_mnist" / "seed_0"
     flagfile = (run_dir / spec.FLAGS_CFG).read_text()
-    assert "--freeze_threshold=2.0\n--freeze_patience=2\n--freeze_warmup=0.0\n" in flagfile
-    assert "--freeze_smoothing" not in flagfile  # at its default
-    # Always below (threshold 2), patience 2: the groups freeze at the second measurement.
-    rows = pd.read_csv(run_dir / spec.FREEZING_CSV)
+    # Every rule flag, defaults too: flags.cfg says which rule made the run.
+    assert ("--freeze_tolerance=10.0\n--freeze_patience=1\n--freeze_smoothing=0.0\n"
+            "--freeze_warmup=0.0\n--freeze_cap=0.75\n") in flagfile
+    # Every change level (tolerance 10), patience 1: the groups freeze at the second
+    # measurement.
+    rows = pd.read_csv(run_dir / schema.FREEZING_CSV)
     assert rows[["step", "group"]].values.tolist() == [[4, "early"], [4, "middle"],
                                                       [4, "later"]]
 
@@ -629,18 +652,19 @@ def test_driver_command_passes_the_rule_s_flags_on(mnist_dir, tmp_path):
 def test_freeze_flags_are_checked_before_any_work(tmp_path):
     result = driver("--arch=alexnet", "--freeze=all", f"--logdir={tmp_path}")
     assert result.returncode == 1
-    assert "value should be one of <none|rwc|freezeout>" in result.stderr
+    assert "value should be one of <none|rwc|freezeout|linear>" in result.stderr
     result = driver("--arch=alexnet", "--freeze=rwc", "--strategy=multi_worker",
                     f"--logdir={tmp_path}")
     assert result.returncode == 1
     assert "--freeze runs on one host: it cannot be combined with --strategy=multi_worker" in (
         result.stderr)
     for args, message in [
-            (["--freeze=rwc", "--freeze_threshold=0"], "--freeze_threshold must be a positive"),
+            (["--freeze=rwc", "--freeze_tolerance=0"], "--freeze_tolerance must be a positive"),
+            (["--freeze=rwc", "--freeze_cap=0"], "--freeze_cap must be a positive"),
             (["--freeze=rwc", "--freeze_smoothing=1"], "--freeze_smoothing must be below 1"),
             (["--freeze=rwc", "--freeze_patience=0"],
              "--freeze_patience=0: 0 is not a positive integer"),
-            (["--freeze_threshold=0.3"], "set the rule of --freeze=rwc: give --freeze=rwc")]:
+            (["--freeze_tolerance=0.3"], "set the rule of --freeze=rwc: give --freeze=rwc")]:
         result = driver("--arch=alexnet", *args, f"--logdir={tmp_path}")
         assert result.returncode == 1 and message in result.stderr, (args, result.stderr)
     assert not os.listdir(tmp_path)
@@ -654,6 +678,8 @@ def write_run(folder, mode, seed, top1, seconds, freezes=(), rule_flags=""):
     path = folder / (mode + rule_flags) / "alexnet_mnist" / f"seed_{seed}"
     path.mkdir(parents=True)
     flags = "--arch=alexnet\n" + (f"--freeze={mode}\n" if mode != "none" else "") + rule_flags
+    if mode == "rwc" and not rule_flags:  # rule v2 lists its flags, defaults too
+        flags += "--freeze_tolerance=0.35\n--freeze_cap=0.75\n"
     (path / spec.FLAGS_CFG).write_text(flags)
     (path / spec.METRICS_JSON).write_text(json.dumps(dict(
         seed=seed, epochs=4, steps_per_epoch=10, wall_seconds=sum(seconds) + 5)))
@@ -661,8 +687,8 @@ def write_run(folder, mode, seed, top1, seconds, freezes=(), rule_flags=""):
     history["epoch"], history["test_top1"], history["seconds"] = range(1, 5), top1, seconds
     history.to_csv(path / spec.HISTORY_CSV, index=False)
     if freezes:
-        pd.DataFrame(freezes, columns=spec.FREEZING_COLUMNS).to_csv(
-            path / spec.FREEZING_CSV, index=False)
+        pd.DataFrame(freezes, columns=schema.FREEZING_COLUMNS).to_csv(
+            path / schema.FREEZING_CSV, index=False)
 
 
 def test_the_report_compares_the_modes(tmp_path):
@@ -687,8 +713,8 @@ def test_the_report_compares_the_modes(tmp_path):
     assert ("- rwc: 15.0% less training time (goal 20%: not met), test top-1 -2.00 points "
             "(goal within -0.3: not met).") in text
     assert "FreezeOut also replaces the paper's constant learning rate" in text
-    assert ("The `rwc` rule's defaults: threshold 0.5, patience 1, smoothing 0.25, warmup 0.1"
-            in text)
+    assert ("The `rwc` rule's defaults: tolerance 0.35, patience 1, smoothing 0.0, warmup 0.2, "
+            "cap 0.75" in text)
 
 
 def test_the_report_judges_the_goal_against_none_and_freezeout(tmp_path):
@@ -696,11 +722,15 @@ def test_the_report_judges_the_goal_against_none_and_freezeout(tmp_path):
     write_run(tmp_path, "rwc", 0, [0.5, 0.8, 0.88, 0.898], [10, 10, 6, 4])
     write_run(tmp_path, "freezeout", 0, [0.5, 0.8, 0.88, 0.890], [10, 10, 9, 7])
     write_run(tmp_path, "rwc", 0, [0.5, 0.8, 0.88, 0.899], [10, 10, 10, 7],
-              rule_flags="--freeze_threshold=0.25\n--freeze_patience=2\n")
+              rule_flags="--freeze_tolerance=0.25\n--freeze_patience=2\n")
+    write_run(tmp_path, "rwc", 0, [0.5, 0.8, 0.88, 0.899], [10, 10, 10, 10],
+              rule_flags="--freeze_threshold=0.6\n")
     text, _, _ = write_report(str(tmp_path))
-    # Runs with other rule values are a mode of their own, after the default rule's.
-    assert text.index("| rwc | 0 |") < text.index("| rwc (threshold=0.25, patience=2) | 0 |")
-    assert ("- rwc (threshold=0.25, patience=2): 7.5% less training time (goal 20%: not met), "
+    # Runs with other rule values are a mode of their own, after the default rule's; runs of
+    # rule v1 (whose flags.cfg names none of rule v2's flags) one labelled so.
+    assert (text.index("| rwc | 0 |") < text.index("| rwc (tolerance=0.25, patience=2) | 0 |")
+            < text.index("| rwc v1 (threshold=0.6) | 0 |"))
+    assert ("- rwc (tolerance=0.25, patience=2): 7.5% less training time (goal 20%: not met), "
             "test top-1 -0.10 points (goal within -0.3: met); more saved than freezeout at "
             "equal or better top-1: not met.") in text
     assert ("- rwc: 25.0% less training time (goal 20%: met), test top-1 -0.20 points "

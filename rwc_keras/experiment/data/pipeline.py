@@ -77,6 +77,11 @@ class Datasets:
         """Number of training batches per epoch (the remainder is dropped)."""
         return self.num_train // self.batch_size
 
+    @property
+    def crops(self):
+        """Whether training images are randomly cropped (CIFAR) besides flipped."""
+        return self.info.channels == 3
+
     def train(self, epoch):
         """The augmented training batches of one epoch, shuffled unless ``shuffle=False``.
 
@@ -87,21 +92,65 @@ class Datasets:
             A ``tf.data.Dataset`` of ``(images, labels)``: float32 ``(batch, 32, 32, C)`` and
             int64 ``(batch,)``, every batch full (the remainder is dropped).
         """
+
+        def make_batch(seed, indices):
+            images = self._augment(tf.gather(self._train[0], indices), seed)
+            return self._normalise(images), tf.gather(self._train[1], indices)
+
+        return self._epoch_batches(epoch, make_batch)
+
+    def train_from(self, epoch, cache):
+        """The batches of `train` with each image replaced by a precomputed function of it.
+
+        For data augmented by flips alone (not `crops`): batch for batch the examples and
+        flips of ``train(epoch)``, as ``cache[flip, index]``.
+
+        Args:
+            epoch: the epoch number.
+            cache: a tensor ``(2, examples, ...)``: per training example, in file order, the
+                value for the image as it is (0) and flipped (1).
+
+        Returns:
+            A ``tf.data.Dataset`` of ``(cache rows, labels)``.
+        """
+        if self.crops:
+            raise ValueError("images that are randomly cropped cannot be read from a cache")
+
+        def make_batch(seed, indices):
+            flips = flip_mask(_flip_seed(seed), tf.size(indices))
+            rows = tf.gather_nd(cache, tf.stack([tf.cast(flips, indices.dtype), indices], 1))
+            return rows, tf.gather(self._train[1], indices)
+
+        return self._epoch_batches(epoch, make_batch)
+
+    def examples(self, flip):
+        """Every training image in file order, flipped or not, normalised, in batches."""
+
+        def make_batch(indices):
+            images = tf.gather(self._train[0], indices)
+            if flip:
+                images = tf.reverse(images, [2])
+            return self._normalise(images)
+
+        ds = tf.data.Dataset.range(self.num_train).batch(self.batch_size)
+        return _without_autotuning(ds.map(make_batch, num_parallel_calls=PARALLEL_BATCHES))
+
+    def _epoch_batches(self, epoch, make_batch):
+        """The epoch's batches of example indices, each made by ``make_batch(seed, indices)``
+        with the batch's own seed: the order and the seeds depend on the seed and epoch only."""
         if self.shuffle:
             order = np.random.default_rng([self.seed, epoch]).permutation(self.num_train)
         else:
             order = np.arange(self.num_train)
         epoch_seed = tf.constant([self.seed, epoch], tf.int64)
 
-        def make_batch(batch_index, indices):
-            images = tf.gather(self._train[0], indices)
-            seed = tf.random.experimental.stateless_fold_in(epoch_seed, batch_index)
-            images = self._augment(images, seed)
-            return self._normalise(images), tf.gather(self._train[1], indices)
+        def batch(batch_index, indices):
+            return make_batch(tf.random.experimental.stateless_fold_in(epoch_seed, batch_index),
+                              indices)
 
         ds = tf.data.Dataset.from_tensor_slices(order)
         ds = ds.batch(self.batch_size, drop_remainder=True).enumerate()
-        return _without_autotuning(ds.map(make_batch, num_parallel_calls=PARALLEL_BATCHES))
+        return _without_autotuning(ds.map(batch, num_parallel_calls=PARALLEL_BATCHES))
 
     def test(self):
         """The test batches in file order, not augmented; the last batch may be smaller.
@@ -119,10 +168,10 @@ class Datasets:
 
     def _augment(self, images, seed):
         """Random flips (and crops for CIFAR) of a uint8 batch, one draw per image."""
-        flip_seed, crop_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        if self.info.channels == 3:
-            images = _random_crop(images, crop_seed)
-        return tf.image.stateless_random_flip_left_right(images, flip_seed)
+        if self.crops:
+            images = _random_crop(images, _crop_seed(seed))
+        flips = flip_mask(_flip_seed(seed), tf.shape(images)[0])
+        return tf.where(flips[:, None, None, None], tf.reverse(images, [2]), images)
 
     def _normalise(self, images):
         """uint8 batch at the original size -> float32 32x32 batch, normalised."""
@@ -133,6 +182,22 @@ class Datasets:
             return images
         mean, std = self._normalization
         return (images - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
+
+
+def _flip_seed(seed):
+    return tf.random.experimental.stateless_split(seed, 2)[0]
+
+
+def _crop_seed(seed):
+    return tf.random.experimental.stateless_split(seed, 2)[1]
+
+
+def flip_mask(seed, count):
+    """Which of ``count`` images a batch flips: the draws of
+    ``tf.image.stateless_random_flip_left_right`` with the same seed (one uniform per image,
+    rounded), made explicit so that a cache of flipped and unflipped images can follow them
+    (tests/experiment/test_data.py checks the two agree)."""
+    return tf.random.stateless_uniform([count], seed, 0.0, 1.0) > 0.5  # tf.round: 0.5 -> 0
 
 
 def _without_autotuning(ds):
