@@ -38,6 +38,8 @@ class Architecture:
         lr: Table 1's learning rate per dataset.
         weight_decay: Table 1's (PyTorch-style, coupled) weight decay.
         paper_top1: the final test top-1 accuracy the paper reports, per dataset.
+        xla: whether the driver XLA-compiles its training step when ``--jit_compile`` is not
+            given: where XLA was measured faster (BENCHMARKS.md, "--jit_compile").
     """
 
     name: str
@@ -48,6 +50,7 @@ class Architecture:
     lr: dict
     weight_decay: float
     paper_top1: dict
+    xla: bool
 
 
 ARCHITECTURES = {
@@ -60,6 +63,7 @@ ARCHITECTURES = {
             lr=dict(cifar10=0.1, cifar100=0.1, mnist=0.1, fashion_mnist=0.1),
             weight_decay=1e-4,
             paper_top1=dict(cifar10=0.91, cifar100=0.64, mnist=0.99, fashion_mnist=0.92),
+            xla=False,
         ),
         Architecture(
             name="vgg19bn", title="VGG-19-BN", builder="vgg19bn",
@@ -68,6 +72,7 @@ ARCHITECTURES = {
             lr=dict(cifar10=0.05, cifar100=0.05, mnist=0.05, fashion_mnist=0.05),
             weight_decay=5e-4,
             paper_top1=dict(cifar10=0.905, cifar100=0.636, mnist=0.985, fashion_mnist=0.916),
+            xla=False,
         ),
         Architecture(
             name="alexnet", title="AlexNet", builder="alexnet",
@@ -76,6 +81,7 @@ ARCHITECTURES = {
             lr=dict(cifar10=0.001, cifar100=0.01, mnist=0.1, fashion_mnist=0.1),
             weight_decay=1e-4,
             paper_top1=dict(cifar10=0.81, cifar100=0.53, mnist=0.985, fashion_mnist=0.895),
+            xla=False,
         ),
     )
 }
