@@ -38,8 +38,7 @@ class Architecture:
         lr: Table 1's learning rate per dataset.
         weight_decay: Table 1's (PyTorch-style, coupled) weight decay.
         paper_top1: the final test top-1 accuracy the paper reports, per dataset.
-        xla: whether the driver XLA-compiles its training step when ``--jit_compile`` is not
-            given: where XLA was measured faster (BENCHMARKS.md, "--jit_compile").
+        xla: the driver's ``--jit_compile`` default: XLA measured faster (BENCHMARKS.md).
     """
 
     name: str
@@ -61,27 +60,24 @@ ARCHITECTURES = {
             groups=("stem", "block1", "block2", "block3", "block4", "head"),
             panels=(("block1", "block2"), ("block2", "block3"), ("block3", "block4")),
             lr=dict(cifar10=0.1, cifar100=0.1, mnist=0.1, fashion_mnist=0.1),
-            weight_decay=1e-4,
+            weight_decay=1e-4, xla=False,
             paper_top1=dict(cifar10=0.91, cifar100=0.64, mnist=0.99, fashion_mnist=0.92),
-            xla=False,
         ),
         Architecture(
             name="vgg19bn", title="VGG-19-BN", builder="vgg19bn",
             groups=("early", "middle", "later", "head"),
             panels=(("early", "middle", "later"),),
             lr=dict(cifar10=0.05, cifar100=0.05, mnist=0.05, fashion_mnist=0.05),
-            weight_decay=5e-4,
+            weight_decay=5e-4, xla=False,
             paper_top1=dict(cifar10=0.905, cifar100=0.636, mnist=0.985, fashion_mnist=0.916),
-            xla=False,
         ),
         Architecture(
             name="alexnet", title="AlexNet", builder="alexnet",
             groups=("early", "middle", "later", "head"),
             panels=(("early", "middle", "later"),),
             lr=dict(cifar10=0.001, cifar100=0.01, mnist=0.1, fashion_mnist=0.1),
-            weight_decay=1e-4,
+            weight_decay=1e-4, xla=False,
             paper_top1=dict(cifar10=0.81, cifar100=0.53, mnist=0.985, fashion_mnist=0.895),
-            xla=False,
         ),
     )
 }
@@ -104,8 +100,7 @@ EPOCHS = 150
 BATCH_SIZE = 128
 MOMENTUM = 0.9
 
-# The benchmarks' optimizer (rwc_keras.benchmarks): a real run's update path, weight decay
-# included; speed does not depend on the values.
+# The benchmarks' optimizer: a real run's update path, weight decay included (speed ignores values).
 BENCH_LR, BENCH_WEIGHT_DECAY = 0.01, 1e-4
 # The dataset whose image shape and classes the benchmarks' generated data takes.
 BENCH_DATASET = "cifar10"
@@ -371,8 +366,7 @@ EPOCH_METRICS = ("loss", "top1", "top5")
 # The prefix of each split's metrics in the driver's Keras logs: loss, test_loss, ...
 LOG_PREFIX = {"train": "", "test": "test_"}
 # history.csv: the epoch, each split's metrics, then the epoch's training seconds.
-HISTORY_COLUMNS = ("epoch",
-                   *(f"{split}_{metric}" for split in SPLITS for metric in EPOCH_METRICS),
+HISTORY_COLUMNS = ("epoch", *(f"{split}_{metric}" for split in SPLITS for metric in EPOCH_METRICS),
                    "seconds")
 
 
