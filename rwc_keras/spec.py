@@ -38,6 +38,7 @@ class Architecture:
         lr: Table 1's learning rate per dataset.
         weight_decay: Table 1's (PyTorch-style, coupled) weight decay.
         paper_top1: the final test top-1 accuracy the paper reports, per dataset.
+        xla: the driver's ``--jit_compile`` default: XLA measured faster (BENCHMARKS.md).
     """
 
     name: str
@@ -48,6 +49,7 @@ class Architecture:
     lr: dict
     weight_decay: float
     paper_top1: dict
+    xla: bool
 
 
 ARCHITECTURES = {
@@ -58,7 +60,7 @@ ARCHITECTURES = {
             groups=("stem", "block1", "block2", "block3", "block4", "head"),
             panels=(("block1", "block2"), ("block2", "block3"), ("block3", "block4")),
             lr=dict(cifar10=0.1, cifar100=0.1, mnist=0.1, fashion_mnist=0.1),
-            weight_decay=1e-4,
+            weight_decay=1e-4, xla=False,
             paper_top1=dict(cifar10=0.91, cifar100=0.64, mnist=0.99, fashion_mnist=0.92),
         ),
         Architecture(
@@ -66,7 +68,7 @@ ARCHITECTURES = {
             groups=("early", "middle", "later", "head"),
             panels=(("early", "middle", "later"),),
             lr=dict(cifar10=0.05, cifar100=0.05, mnist=0.05, fashion_mnist=0.05),
-            weight_decay=5e-4,
+            weight_decay=5e-4, xla=False,
             paper_top1=dict(cifar10=0.905, cifar100=0.636, mnist=0.985, fashion_mnist=0.916),
         ),
         Architecture(
@@ -74,7 +76,7 @@ ARCHITECTURES = {
             groups=("early", "middle", "later", "head"),
             panels=(("early", "middle", "later"),),
             lr=dict(cifar10=0.001, cifar100=0.01, mnist=0.1, fashion_mnist=0.1),
-            weight_decay=1e-4,
+            weight_decay=1e-4, xla=False,
             paper_top1=dict(cifar10=0.81, cifar100=0.53, mnist=0.985, fashion_mnist=0.895),
         ),
     )
@@ -103,8 +105,7 @@ MOMENTUM = 0.9
 LR_SCHEDULES = ("constant", "cosine")
 DEFAULT_LR_SCHEDULE = "constant"
 
-# The benchmarks' optimizer (rwc_keras.benchmarks): a real run's update path, weight decay
-# included; speed does not depend on the values.
+# The benchmarks' optimizer: a real run's update path, weight decay included (speed ignores values).
 BENCH_LR, BENCH_WEIGHT_DECAY = 0.01, 1e-4
 # The dataset whose image shape and classes the benchmarks' generated data takes.
 BENCH_DATASET = "cifar10"
@@ -370,7 +371,6 @@ EPOCH_METRICS = ("loss", "top1", "top5")
 # The prefix of each split's metrics in the driver's Keras logs: loss, test_loss, ...
 LOG_PREFIX = {"train": "", "test": "test_"}
 # history.csv: the epoch, each split's metrics, then the epoch's training seconds.
-HISTORY_COLUMNS = ("epoch",
-                   *(f"{split}_{metric}" for split in SPLITS for metric in EPOCH_METRICS),
+HISTORY_COLUMNS = ("epoch", *(f"{split}_{metric}" for split in SPLITS for metric in EPOCH_METRICS),
                    "seconds")
 

@@ -5,7 +5,8 @@ its snapshot, compiled as the callback compiles it on the backend (``tf.function
 ``jax.jit``, eager PyTorch), the values to the host and the snapshots moved on. Keras picks
 its backend once, at import, so this script runs itself once per backend with
 ``KERAS_BACKEND`` set and ``--measure_in_process``, which prints one JSON line; it then
-prints a markdown table, with the 1-minute load average before and after each row (other
+prints a markdown table: per backend the RWC alone and all measures (the two taking turns),
+their ratio per repeat, and the 1-minute load average before and after each row (other
 work on the machine slows every row).
 
 Example:
@@ -40,7 +41,7 @@ FLAGS = flags.FLAGS
 
 def measurement_milliseconds(repeats):
     """Milliseconds per measurement of ResNet-18's kernels on this process's backend, for
-    the RWC alone and for every measure: ``{"rwc": [...], "all": [...]}``."""
+    the RWC alone and for every measure, taking turns: ``{"rwc": [...], "all": [...]}``."""
     # Imported here, in the measuring process: importing keras picks its backend.
     import keras
 
@@ -50,15 +51,20 @@ def measurement_milliseconds(repeats):
     keras.utils.set_random_seed(0)
     model = build_model("resnet18", BENCH_DATA.input_shape, BENCH_DATA.num_classes)
     model.compile(optimizer="sgd")
-    timings = {}
+    choices = {"rwc": spec.RWC_METRICS, "all": spec.METRICS}
+    timings = {name: [] for name in choices}
     with tempfile.TemporaryDirectory() as log_root:
-        for name, metrics in (("rwc", spec.RWC_METRICS), ("all", spec.METRICS)):
+        callbacks = {}
+        for name, metrics in choices.items():
             callback = RWCCallback(os.path.join(log_root, name), metrics=metrics, verbose=0)
             callback.set_model(model)
             callback.on_train_begin()
             callback.measure()  # tracing and compiling
-            timings[name] = []
-            for _ in range(repeats):
+            callbacks[name] = callback
+        # The two take turns within each repeat, so that the machine's drift (other work on
+        # its cores) weighs on both alike and their per-repeat ratio cancels it.
+        for _ in range(repeats):
+            for name, callback in callbacks.items():
                 start = time.perf_counter()
                 for _ in range(CALLS):
                     callback.measure()
@@ -68,12 +74,14 @@ def measurement_milliseconds(repeats):
 
 def row(backend):
     if importlib.util.find_spec(backend) is None:
-        return f"| {backend} | not installed (pip install -e '.[backends]') | | | | |"
+        return f"| {backend} | not installed (pip install -e '.[backends]') | | | | | |"
     measured = backend_process.measure_on_backend(
         "rwc_keras.benchmarks.measurement_bench", backend, [f"--repeats={FLAGS.repeats}"])
     cells = [f"{statistics.median(measured[name]):.1f} ({min(measured[name]):.1f}-"
              f"{max(measured[name]):.1f})" for name in ("rwc", "all")]
-    return (f"| {backend} | {measured['tensors']} | {cells[0]} | {cells[1]} "
+    ratios = [every / alone for alone, every in zip(measured["rwc"], measured["all"])]
+    ratio = f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+    return (f"| {backend} | {measured['tensors']} | {cells[0]} | {cells[1]} | {ratio} "
             f"| {measured['load'][0]:.2f} | {measured['load'][1]:.2f} |")
 
 
@@ -84,8 +92,8 @@ def main(argv):
         backend_process.print_result(measurement_milliseconds(FLAGS.repeats))
         return
     print("| backend | tensors | RWC ms median (min-max) | all measures ms median (min-max) "
-          "| load avg before | load avg after |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+          "| all / RWC per repeat, median (min-max) | load avg before | load avg after |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for backend in backend_process.BACKENDS:
         print(row(backend), flush=True)
 

@@ -19,7 +19,7 @@ from absl import flags, logging
 
 from rwc_keras import spec
 from rwc_keras.analysis import claims
-from rwc_keras.experiment.flags import FREEZE_RULE_FLAGS, seed_flagfile
+from rwc_keras.experiment.flags import FREEZE_RULE_FLAGS, jit_compile, seed_flagfile
 
 FLAGS = flags.FLAGS
 
@@ -106,11 +106,12 @@ def train_experiment():
                          f"{replicas} replicas of --strategy={FLAGS.strategy}")
     experiment_dir = os.path.join(FLAGS.logdir, spec.experiment_folder(arch, dataset))
     for seed in (int(s) for s in FLAGS.seeds):
+        run_folder = os.path.join(experiment_dir, spec.SEED_FOLDER.format(seed=seed))
         config = RunConfig(
             arch=arch, dataset=dataset, seed=seed, epochs=FLAGS.epochs,
             batch_size=FLAGS.batch_size, lr=lr, momentum=FLAGS.momentum,
             weight_decay=weight_decay, rwc_every=FLAGS.rwc_every,
-            jit_compile=FLAGS.jit_compile, mixed_precision=FLAGS.mixed_precision,
+            jit_compile=jit_compile(arch, run_folder), mixed_precision=FLAGS.mixed_precision,
             freeze=FLAGS.freeze, freeze_bn=FLAGS.freeze_bn,
             freeze_rule={name: FLAGS[flag].value for flag, name in FREEZE_RULE_FLAGS.items()},
             rwc_metrics=spec.check_metrics([*spec.RWC_METRICS, *FLAGS.rwc_metrics]),
@@ -119,8 +120,7 @@ def train_experiment():
                                  max_train_examples=FLAGS.max_train_examples,
                                  max_test_examples=FLAGS.max_test_examples,
                                  normalize=FLAGS.normalize, shuffle=FLAGS.shuffle)
-        run_dir = RunDir(os.path.join(experiment_dir, spec.SEED_FOLDER.format(seed=seed)),
-                         seed_flagfile(config), is_chief=chief)
+        run_dir = RunDir(run_folder, seed_flagfile(config), is_chief=chief)
         try:
             if not run_dir.claim():
                 print(f"seed {seed}: {run_dir.path} is complete already; nothing to do")

@@ -5,6 +5,8 @@ Nothing is defined at import: `define_flags` runs only when the driver runs, so 
 module of the package can be imported beside another command's flags.
 """
 
+import os
+
 from absl import flags
 
 from rwc_keras import spec
@@ -101,7 +103,10 @@ def _define_compute_flags():
     flags.DEFINE_enum("strategy", "auto", STRATEGIES,
                       "auto: mirrored when more than one GPU is visible, else default; "
                       "multi_worker reads TF_CONFIG.")
-    flags.DEFINE_bool("jit_compile", False, "XLA-compile the forward and backward pass.")
+    flags.DEFINE_bool("jit_compile", None,
+                      "XLA-compile the forward and backward pass. Default: as the run being "
+                      "resumed began; else on for the models XLA trains faster "
+                      "(rwc_keras.spec.Architecture.xla), and off with --deterministic.")
     flags.DEFINE_bool("mixed_precision", False,
                       "Compute in bfloat16 with float32 variables (Keras 'mixed_bfloat16').")
     flags.DEFINE_bool("deterministic", False,
@@ -192,14 +197,42 @@ def _define_freezing_rule_flags():
                 "--freeze=rwc with them")
 
 
+def _bool_line(name, value):
+    """A boolean flag's line as absl writes it (``--name`` or ``--noname``)."""
+    return f"--{'' if value else 'no'}{name}"
+
+
+def jit_compile(arch, run_folder):
+    """``--jit_compile`` resolved for a run of ``arch`` in ``run_folder``.
+
+    As given; else as the run in ``run_folder`` began (its flags.cfg says), so that a run
+    started under another default resumes unchanged; else the model's default
+    (`rwc_keras.spec.Architecture.xla`), but off with ``--deterministic``, which XLA refuses
+    (no deterministic MaxPool gradient in TensorFlow 2.21).
+    """
+    if FLAGS.jit_compile is not None:
+        return FLAGS.jit_compile
+    try:
+        with open(os.path.join(run_folder, spec.FLAGS_CFG)) as f:
+            recorded = f.read().splitlines()
+    except FileNotFoundError:
+        recorded = []
+    for value in (True, False):
+        if _bool_line("jit_compile", value) in recorded:
+            return value
+    return spec.architecture(arch).xla and not FLAGS.deterministic
+
+
 def seed_flagfile(config):
     """This seed's flags, defaults resolved, as a flagfile that re-runs it: one
     ``--name=value`` line per flag of `RUN_FLAGS` (see `read_flagfile`)."""
-    resolved = {"seeds": config.seed, "lr": config.lr, "weight_decay": config.weight_decay}
+    resolved = {"seeds": f"--seeds={config.seed}", "lr": f"--lr={config.lr}",
+                "weight_decay": f"--weight_decay={config.weight_decay}",
+                "jit_compile": _bool_line("jit_compile", config.jit_compile)}
     lines = []
     for name in RUN_FLAGS:
         if name in resolved:
-            lines.append(f"--{name}={resolved[name]}")
+            lines.append(resolved[name])
         elif name in FREEZE_RULE_FLAGS and FLAGS["freeze"].value == "rwc":
             lines.append(FLAGS[name].serialize())
         elif name in OPTIONAL_RUN_FLAGS and FLAGS[name].value == FLAGS[name].default:

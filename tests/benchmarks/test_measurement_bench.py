@@ -1,5 +1,6 @@
 """The measurement benchmark as a user runs it, at its smallest: one row per backend with
-ResNet-18's 21 kernels and positive figures. No timing thresholds.
+ResNet-18's 21 kernels, positive figures and the ratio of all measures to the RWC. No timing
+thresholds.
 """
 
 import importlib.util
@@ -33,6 +34,7 @@ def test_one_row_per_backend():
         for cell in cells[2:4]:
             assert re.fullmatch(r"\d+\.\d \(\d+\.\d-\d+\.\d\)", cell), cell  # median (min-max)
             assert float(cell.split()[0]) > 0
+        assert re.fullmatch(r"\d+\.\d\d \(\d+\.\d\d-\d+\.\d\d\)", cells[4]), cells[4]  # all / RWC
 
 
 def test_bad_flags_fail_before_any_work():
