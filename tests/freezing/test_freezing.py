@@ -545,12 +545,12 @@ def test_the_driver_s_rebuilt_step_asks_no_gradient_of_the_frozen_prefix():
         Conv2DBackpropFilter=0, Conv2DBackpropInput=0, BiasAddGrad=3)
 
 
-def driver_run(folder):
-    """The driver's run() of AlexNet with --freeze=freezeout, 3 epochs of 4 steps, in this
-    process; returns its metrics."""
-    config = RunConfig(arch="alexnet", dataset="mnist", seed=0, epochs=3, batch_size=16,
-                       lr=0.01, momentum=0.9, weight_decay=0.0, freeze="freezeout")
-    run_dir = RunDir(str(folder), "--freeze=freezeout\n")
+def driver_run(folder, freeze="freezeout", epochs=3, **config_values):
+    """The driver's run() of AlexNet with ``--freeze=freeze``, ``epochs`` epochs of 4 steps,
+    in this process; returns its metrics."""
+    config = RunConfig(arch="alexnet", dataset="mnist", seed=0, epochs=epochs, batch_size=16,
+                       lr=0.01, momentum=0.9, weight_decay=0.0, freeze=freeze, **config_values)
+    run_dir = RunDir(str(folder), f"--freeze={freeze}\n")
     run_dir.claim()
     try:
         return run(config, tf.distribute.get_strategy(), tiny_datasets(16, 4), run_dir)

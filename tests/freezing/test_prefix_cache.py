@@ -11,12 +11,12 @@ import tensorflow as tf
 from rwc_keras import spec
 from rwc_keras.experiment.models import build_model
 from rwc_keras.experiment.prefix_cache import PrefixCache
-from rwc_keras.experiment.rundir import RunDir
-from rwc_keras.experiment.train import RunConfig, Trainer, run
+from rwc_keras.experiment.train import Trainer
 from rwc_keras.freezing import schema
 from rwc_keras.freezing.freezer import freeze_unit, layer_units
 from rwc_keras.freezing.prefix import frozen_prefix_cut
 
+from .test_freezing import driver_run as freezing_driver_run
 from .test_freezing import tiny_datasets
 
 
@@ -63,15 +63,7 @@ def test_training_on_the_cache_sees_what_the_prefix_computes():
 def driver_run(folder, budget_mb):
     """The driver's run() of AlexNet with --freeze=linear, 4 epochs of 4 steps: conv1 to
     conv3 frozen after epoch 3 and cached for epoch 4; returns its metrics."""
-    config = RunConfig(arch="alexnet", dataset="mnist", seed=0, epochs=4, batch_size=16,
-                       lr=0.01, momentum=0.9, weight_decay=0.0, freeze="linear",
-                       freeze_cache_mb=budget_mb)
-    run_dir = RunDir(str(folder), "--freeze=linear\n")
-    run_dir.claim()
-    try:
-        return run(config, tf.distribute.get_strategy(), tiny_datasets(16, 4), run_dir)
-    finally:
-        run_dir.release()
+    return freezing_driver_run(folder, freeze="linear", epochs=4, freeze_cache_mb=budget_mb)
 
 
 @pytest.mark.slow
