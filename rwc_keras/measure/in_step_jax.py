@@ -78,6 +78,7 @@ class StatelessStepMeasurements(StepRecorder):
         store.snapshots = store.initials = None
 
     def attach(self, model):
+        # The order in which stateless_apply receives the weights (Keras's own pairing).
         trainable = model.optimizer._trainable_variables
         self._positions = [next(i for i, v in enumerate(trainable) if v is tracked)
                            for tracked in self._tracked]
