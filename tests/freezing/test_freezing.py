@@ -167,7 +167,7 @@ def test_smoothing_change_and_streak_follow_the_measurements():
 
 
 def test_the_first_epoch_s_transient_makes_no_group_level():
-    """ResNet-18's per-epoch rwc_norm of stem, block1 and head (runs/freezing/none, seed 0):
+    """ResNet-18's per-epoch rwc_norm of stem, block1 and head (runs/freezing_v1/none, seed 0):
     epoch 1 moves about 70 times as much as epoch 2. The change at the second measurement is
     near 1, and only the later, level epochs count."""
     values = np.array([[2.4503, 2.5585, 4.0106], [0.0336, 0.0356, 0.2281],
