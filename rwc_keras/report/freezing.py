@@ -22,6 +22,9 @@ over seeds:
 * time to reach ``none``'s final top-1 (seed mean) minus 0.3 points: the training seconds
   up to the first epoch whose test top-1 reaches it, averaged over the seeds that reach it;
 * which groups froze when (epoch and step, per seed);
+* seeds whose ``none`` run did not train (final test top-1 under `UNTRAINED_FACTOR` times
+  chance) are left out of every figure above and of the goal, and listed apart: no freezing
+  can be judged against a network that never learned;
 * the goal, judged per freezing mode: less training time than ``none`` by at least
   `GOAL_TIME_SAVED` (30% for AlexNet, 25% for ResNet-18, 20% otherwise) with test top-1
   (seed mean) within 0.3 points of ``none``'s, and, for ``rwc``, more time saved than
@@ -58,6 +61,8 @@ TARGET_MARGIN = 0.003
 # 22's goals), and for any other model.
 GOAL_TIME_SAVED = {"alexnet": 0.30, "resnet18": 0.25}
 DEFAULT_GOAL_TIME_SAVED = 0.20
+# A `none` run whose final test top-1 stays under this many times chance did not train.
+UNTRAINED_FACTOR = 2.0
 # The freezing schedules a rule should beat: more saved at equal or better top-1.
 BASELINE_MODES = ("freezeout", "linear")
 
@@ -172,6 +177,18 @@ def _mean_std(values):
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def split_untrained(experiment, modes):
+    """``(modes without the untrained seeds, {seed: [Run, ...] of every mode})``, where a seed
+    is untrained when its ``none`` run ends under `UNTRAINED_FACTOR` times chance top-1."""
+    _, dataset_name = spec.parse_experiment_folder(experiment)
+    floor = UNTRAINED_FACTOR / spec.dataset(dataset_name).num_classes
+    untrained = {r.seed for r in modes.get("none", []) if r.final_top1 < floor}
+    kept = {mode: [r for r in runs if r.seed not in untrained] for mode, runs in modes.items()}
+    left_out = {seed: [r for mode in sorted(modes, key=_mode_order) for r in modes[mode]
+                       if r.seed == seed] for seed in sorted(untrained)}
+    return {mode: runs for mode, runs in kept.items() if runs}, left_out
+
+
 def summarise(modes):
     """The table's rows for one experiment: ``{mode: dict of figures}`` in FREEZE_MODES order."""
     baseline = modes.get("none")
@@ -240,7 +257,8 @@ def _pm(mean_std, scale=1.0, digits=1):
 def markdown(experiments):
     """The report's text: one table and the freeze points per experiment."""
     lines = ["# Layer freezing: modes side by side", ""]
-    for experiment, modes in sorted(experiments.items()):
+    for experiment, all_modes in sorted(experiments.items()):
+        modes, left_out = split_untrained(experiment, all_modes)
         target, rows = summarise(modes)
         lines += [f"## {experiment}", ""]
         if target is None:
@@ -259,13 +277,20 @@ def markdown(experiments):
                 f"{_pm(row['train_seconds'], digits=0)} | {row['ratio']:.3f} | "
                 f"{_pm(row['wall_seconds'], digits=0)} | {_pm(row['top1'], 100, 2)} | "
                 f"{_pm(row['saved'], 100, 1)} | {reached} |")
-        goals = verdicts(rows, experiment.split("_")[0])
+        goals = verdicts(rows, spec.parse_experiment_folder(experiment)[0])
         if goals:
             lines += ["", "Goal (seed means):", "", *goals]
         lines += ["", "Groups frozen (group@epoch (optimizer step)):", ""]
         for mode, row in rows.items():
             for seed, points in row["freezes"].items():
                 lines.append(f"- {mode}, seed {seed}: {', '.join(points) or 'none'}")
+        for seed, runs in left_out.items():
+            lines += ["", f"Left out: seed {seed}, whose `none` run ended at "
+                      f"{next(r for r in runs if r.mode == 'none').final_top1 * 100:.2f}% test top-1, under "
+                      f"{UNTRAINED_FACTOR:g} times chance: it did not train, so no freezing is "
+                      "judged on it. Its runs:", ""]
+            lines += [f"- {r.mode}: {r.final_top1 * 100:.2f}%, {r.train_seconds:.0f} training s, "
+                      f"froze {', '.join(r.freeze_points()) or 'nothing'}" for r in runs]
         lines.append("")
     lines += [
         "Training seconds are the epochs' training passes (history.csv), evaluation excluded; "
@@ -286,7 +311,8 @@ def figure(experiments):
     """Test top-1 (seed mean) against training seconds, one line per mode, per experiment."""
     fig = Figure(figsize=(6 * len(experiments), 4.5), layout="constrained")
     axes = fig.subplots(1, len(experiments), squeeze=False)[0]
-    for ax, (experiment, modes) in zip(axes, sorted(experiments.items())):
+    for ax, (experiment, all_modes) in zip(axes, sorted(experiments.items())):
+        modes, _ = split_untrained(experiment, all_modes)
         target, _ = summarise(modes)
         for mode in sorted(modes, key=_mode_order):
             mean = pd.concat([r.history for r in modes[mode]]).groupby("epoch")[

@@ -747,6 +747,23 @@ def test_the_report_judges_the_goal_against_none_freezeout_and_linear(tmp_path):
     assert "- none (lr_schedule=cosine):" not in text
 
 
+def test_the_report_leaves_out_seeds_whose_unfrozen_run_did_not_train(tmp_path):
+    # Seed 3's none run stays at 15% (MNIST: under twice chance, 20%); seed 0's learns.
+    write_run(tmp_path, "none", 0, [0.5, 0.8, 0.88, 0.90], [10, 10, 10, 10])
+    write_run(tmp_path, "none", 3, [0.1, 0.1, 0.1, 0.15], [10, 10, 10, 10])
+    write_run(tmp_path, "rwc", 0, [0.5, 0.8, 0.88, 0.89], [10, 10, 8, 6])
+    write_run(tmp_path, "rwc", 3, [0.1, 0.1, 0.1, 0.1], [10, 4, 4, 4],
+              [[1, 10, "early", "conv1", 0.01, 0.0, 10, 100]])
+    text, _, _ = write_report(str(tmp_path))
+    assert "| none | 0 | 40 ± 0 | 1.000 |" in text and "| rwc | 0 | 34 ± 0 | 0.850 |" in text
+    assert ("- rwc: 15.0% less training time (goal 30%: not met), test top-1 -1.00 points"
+            in text)
+    assert ("Left out: seed 3, whose `none` run ended at 15.00% test top-1, under 2 times "
+            "chance: it did not train, so no freezing is judged on it. Its runs:\n\n"
+            "- none: 15.00%, 40 training s, froze nothing\n"
+            "- rwc: 10.00%, 22 training s, froze early@1 (10)") in text
+
+
 @pytest.mark.slow
 def test_the_report_imports_no_tensorflow(tmp_path):
     code = ("import sys, rwc_keras.report.freezing; "
