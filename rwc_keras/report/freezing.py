@@ -285,10 +285,10 @@ def markdown(experiments):
             for seed, points in row["freezes"].items():
                 lines.append(f"- {mode}, seed {seed}: {', '.join(points) or 'none'}")
         for seed, runs in left_out.items():
+            none_top1 = next(r.final_top1 for r in runs if r.mode == "none")
             lines += ["", f"Left out: seed {seed}, whose `none` run ended at "
-                      f"{next(r for r in runs if r.mode == 'none').final_top1 * 100:.2f}% test top-1, under "
-                      f"{UNTRAINED_FACTOR:g} times chance: it did not train, so no freezing is "
-                      "judged on it. Its runs:", ""]
+                      f"{none_top1 * 100:.2f}% test top-1, under {UNTRAINED_FACTOR:g} times "
+                      "chance: it did not train, so no freezing is judged on it. Its runs:", ""]
             lines += [f"- {r.mode}: {r.final_top1 * 100:.2f}%, {r.train_seconds:.0f} training s, "
                       f"froze {', '.join(r.freeze_points()) or 'nothing'}" for r in runs]
         lines.append("")
