@@ -14,10 +14,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from rwc_keras import spec
 from rwc_keras.experiment.data.pipeline import make_datasets
 from rwc_keras.experiment.train import RunConfig, Trainer
 
-SEED, BATCH, LR = 1, 128, 0.1
+ARCH, DATASET, SEED, EPOCHS = "alexnet", "fashion_mnist", 1, 10
+LR = spec.table1_lr(ARCH, DATASET)
 GAP_STEPS = (10, 20, 40, 60, 80, 100, 200, 467)
 
 
@@ -34,10 +36,11 @@ class FlatRateTrainer(Trainer):
 
 
 def epoch_one_losses(trainer_class, lr_schedule):
-    config = RunConfig(arch="alexnet", dataset="fashion_mnist", seed=SEED, epochs=10,
-                       batch_size=BATCH, lr=LR, momentum=0.9, weight_decay=1e-4,
+    config = RunConfig(arch=ARCH, dataset=DATASET, seed=SEED, epochs=EPOCHS,
+                       batch_size=spec.BATCH_SIZE, lr=LR, momentum=spec.MOMENTUM,
+                       weight_decay=spec.architecture(ARCH).weight_decay,
                        lr_schedule=lr_schedule)
-    datasets = make_datasets("fashion_mnist", BATCH, SEED, normalize="authors", shuffle=True)
+    datasets = make_datasets(DATASET, spec.BATCH_SIZE, SEED)
     trainer = trainer_class(config, tf.distribute.get_strategy(), datasets)
     losses = []
     for batch in trainer._distribute(datasets.train(0)):
